@@ -1,0 +1,29 @@
+# One-command entry points (see README). Everything runs inside .venv, created on first use.
+PY      := .venv/bin/python
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE   := 1
+
+.PHONY: setup test repro ci-pipeline check
+
+setup: .venv/.installed
+
+# Pins in requirements/cpu-constraints.txt keep pip on the torch build these machines carry.
+.venv/.installed: pyproject.toml requirements/cpu-constraints.txt
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -c requirements/cpu-constraints.txt -e ".[dev]"
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+repro: setup
+	.venv/bin/dvc repro
+
+check: setup
+	$(PY) -m bench.check
+
+# The reduced `ci` profile of the whole pipeline, end to end, then the regression gate,
+# in a scratch copy so the committed params.yaml, dvc.lock and results/ stay untouched.
+ci-pipeline: setup
+	bash .ci/pipeline

@@ -1,0 +1,129 @@
+"""Regression gate: compare the current results with the committed reference numbers.
+
+    python -m bench.check                      # exits 1 with a table when a gated number regresses
+    python -m bench.check --update-reference   # re-derive results/reference/<profile>.csv from results/
+
+Gates come from params.yaml `check.gates`: each names a stage, a metric and a tolerance.
+  kind "abs":   higher-is-better numbers (mIoU, mAP) may drop by at most `tolerance` (absolute);
+  kind "ratio": speeds may fall to at most `tolerance` x the reference (e.g. 0.5 = half as fast);
+  `better: lower` flips the direction (milliseconds, memory).
+Numbers are averaged over run seeds before comparison. A gated number that is missing from the
+current results is a failure, never a pass.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from weakclip.io import atomic_path
+
+from .params import get, load_params
+from .provenance import REPO_ROOT, environment
+
+RESULTS = REPO_ROOT / "results"
+KEY = ["stage", "method", "split", "metric"]
+
+
+def current_numbers(results_dir: Path, profile: str) -> pd.DataFrame:
+    files = sorted((results_dir / "metrics").glob("*.csv")) + sorted((results_dir / "perf").glob("*.csv"))
+    frames = [pd.read_csv(f) for f in files]
+    if not frames:
+        return pd.DataFrame(columns=KEY + ["value"])
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[(rows["profile"] == profile) & rows["value"].notna()]
+    rows = rows.assign(split=rows["split"].fillna(""), method=rows["method"].fillna(""))
+    return rows.groupby(KEY, as_index=False)["value"].mean()
+
+
+def gated(numbers: pd.DataFrame, gates: list[dict]) -> pd.DataFrame:
+    out = []
+    for gate in gates:
+        sel = numbers[(numbers["stage"] == gate["stage"]) & (numbers["metric"] == gate["metric"])]
+        if "methods" in gate:
+            sel = sel[sel["method"].isin(gate["methods"])]
+        for _, row in sel.iterrows():
+            out.append({**{k: row[k] for k in KEY}, "value": row["value"], "kind": gate["kind"],
+                        "tolerance": gate["tolerance"], "better": gate.get("better", "higher")})
+    return pd.DataFrame(out, columns=KEY + ["value", "kind", "tolerance", "better"])
+
+
+def compare(reference: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """One row per reference number with the current value, the allowed bound and a status."""
+    merged = reference.merge(current[KEY + ["value"]], on=KEY, how="left", suffixes=("_ref", "_now"))
+    bounds, status = [], []
+    for _, r in merged.iterrows():
+        ref, now, tol = r["value_ref"], r["value_now"], r["tolerance"]
+        higher = r["better"] == "higher"
+        if r["kind"] == "abs":
+            bound = ref - tol if higher else ref + tol
+        elif r["kind"] == "ratio":
+            bound = ref * tol if higher else ref / tol
+        else:
+            raise ValueError(f"check gate kind must be 'abs' or 'ratio', got {r['kind']!r}")
+        bounds.append(bound)
+        if pd.isna(now):
+            status.append("MISSING")
+        elif (now < bound) if higher else (now > bound):
+            status.append("REGRESSED")
+        else:
+            status.append("ok")
+    return merged.assign(bound=bounds, status=status)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    cols = KEY + ["value_ref", "value_now", "bound", "kind", "status"]
+    return table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default=None, help="params file (default: params.yaml)")
+    ap.add_argument("--results", default=str(RESULTS), help="results folder (default: results/)")
+    ap.add_argument("--reference", default=None, help="reference CSV (default: results/reference/<profile>.csv)")
+    ap.add_argument("--update-reference", action="store_true", help="write the reference from current results")
+    ap.add_argument("--out", default=None, help="also write the comparison table to this CSV")
+    args = ap.parse_args(argv)
+
+    params = load_params(args.params)
+    profile = params["profile"]
+    results = Path(args.results)
+    ref_path = Path(args.reference) if args.reference else results / "reference" / f"{profile}.csv"
+    gates = get(params, "check.gates")
+    current = current_numbers(results, profile)
+
+    if args.update_reference:
+        reference = gated(current, gates)
+        if reference.empty:
+            print(f"no gated numbers for profile {profile!r} in {results}; run the pipeline first", file=sys.stderr)
+            return 2
+        reference["git_sha"] = environment()["git"]["sha"]
+        with atomic_path(ref_path, suffix=".csv") as tmp:
+            reference.to_csv(tmp, index=False)
+        print(f"wrote {len(reference)} reference numbers to {ref_path}")
+        return 0
+
+    if not ref_path.is_file():
+        print(f"no reference file {ref_path}; create it with `python -m bench.check --update-reference`",
+              file=sys.stderr)
+        return 2
+    reference = pd.read_csv(ref_path, keep_default_na=False, na_values=[""])
+    reference = reference.assign(split=reference["split"].fillna(""), method=reference["method"].fillna(""))
+    table = compare(reference, current)
+    if args.out:
+        with atomic_path(args.out, suffix=".csv") as tmp:
+            table.to_csv(tmp, index=False)
+    print(f"profile {profile}: {len(table)} gated numbers against {ref_path}")
+    print(format_table(table))
+    bad = table[table["status"] != "ok"]
+    if len(bad):
+        print(f"\nFAIL: {len(bad)} gated number(s) regressed or missing", file=sys.stderr)
+        return 1
+    print("\nOK: no regression")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Reading params.yaml (the active profile) and turning sections into config dataclasses."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .provenance import REPO_ROOT
+
+PARAMS_FILE = REPO_ROOT / "params.yaml"
+T = TypeVar("T")
+
+
+def load_params(path: str | Path | None = None) -> dict:
+    path = Path(path) if path else PARAMS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"params file not found: {path} (run `python -m bench.profiles use synthetic`)")
+    with open(path) as f:
+        params = yaml.safe_load(f)
+    if not isinstance(params, dict) or "profile" not in params:
+        raise ValueError(f"{path}: not a profile params file (no top-level 'profile' key)")
+    return params
+
+
+def get(params: dict, dotted: str, default: Any = ...) -> Any:
+    """params['a']['b'] for 'a.b'; a missing key is an error naming it unless a default is given."""
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            if default is not ...:
+                return default
+            raise KeyError(f"params.yaml: missing key {dotted!r}")
+        node = node[part]
+    return node
+
+
+def to_config(cls: type[T], section: dict | None, **overrides) -> T:
+    """Build dataclass `cls` from a params section; unknown keys are an error naming them."""
+    section = dict(section or {})
+    section.update(overrides)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(section) - fields)
+    if unknown:
+        raise ValueError(f"params for {cls.__name__}: unknown keys {unknown}; known: {sorted(fields)}")
+    for f in dataclasses.fields(cls):  # YAML lists -> tuples where the dataclass default is a tuple
+        if f.name in section and isinstance(section[f.name], list) and isinstance(f.default, tuple):
+            section[f.name] = tuple(section[f.name])
+    return cls(**section)

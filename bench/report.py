@@ -1,0 +1,259 @@
+"""Build results/REPORT.md, results/tables/ and results/plots/ from the files in results/ only.
+
+    python -m bench.report [--results results]
+
+Every table row says which profile produced it; the paper's numbers stand next to ours with the
+difference, and the environment (git revision, device) behind the numbers closes the report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from weakclip.io import write_text
+
+from . import plots
+from .paper import PAPER_TRAINABLE_SHARE, published
+from .provenance import REPO_ROOT
+
+# Our method name -> the published row it reproduces (bench.paper keys).
+PAPER_KEY = {
+    "seeds:cam": "cam", "seeds:clip_es": "clip_es", "caa": "caa", "crf": "crf", "random_walk": "random_walk",
+    "weakclip[release]": "weakclip", "weakclip[paper]": "weakclip",
+    "weakclip[abl_matching]": "abl_matching", "weakclip[abl_prompt]": "abl_prompt",
+    "weakclip[abl_adapter]": "abl_adapter", "weakclip[paper]#ablation": "full",
+}
+
+
+def load_rows(results: Path) -> pd.DataFrame:
+    files = sorted((results / "metrics").glob("*.csv")) + sorted((results / "perf").rglob("*.csv"))
+    frames = []
+    for f in files:
+        frame = pd.read_csv(f)
+        if {"profile", "metric", "value"} <= set(frame.columns):
+            frames.append(frame.assign(source_file=str(f.relative_to(results))))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def seed_summary(rows: pd.DataFrame, stage: str, metric: str, split: str | None = None) -> pd.DataFrame:
+    sel = rows[(rows["stage"] == stage) & (rows["metric"] == metric)]
+    if split is not None:
+        sel = sel[sel["split"] == split]
+    if sel.empty:
+        return pd.DataFrame(columns=["profile", "method", "mean", "std", "n"])
+    grp = sel.groupby(["profile", "method"])["value"]
+    return grp.agg(mean="mean", std="std", n="count").reset_index()
+
+
+def fmt(mean, std=None, n=None, pct=True) -> str:
+    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
+        return "—"
+    scale = 100.0 if pct else 1.0
+    text = f"{mean * scale:.1f}"
+    if std is not None and n is not None and n > 1 and not np.isnan(std):
+        text += f" ± {std * scale:.1f}"
+    return text
+
+
+def md_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_(no rows)_\n"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+    for _, r in frame.iterrows():
+        lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paper_vs_ours(rows: pd.DataFrame, table: str, stage: str, metric: str, split: str) -> pd.DataFrame:
+    pub = published()
+    pub = pub[pub["table"] == table]
+    ours = seed_summary(rows, stage, metric, split)
+    out = []
+    for _, p in pub.iterrows():
+        matches = [m for m, key in PAPER_KEY.items() if key == p["method"]]
+        hits = ours[ours["method"].isin(matches)]
+        if hits.empty:
+            out.append({"method": p["label"], "published (VOC, %)": f"{p['value'] * 100:.1f}",
+                        "split": p["split"], "ours (%)": "not run", "difference (points)": "—",
+                        "profile": "—", "note": p["caveat"]})
+        for _, h in hits.iterrows():
+            diff = (h["mean"] - p["value"]) * 100
+            out.append({"method": f"{p['label']} ← `{h['method']}`", "published (VOC, %)": f"{p['value'] * 100:.1f}",
+                        "split": p["split"], "ours (%)": fmt(h["mean"], h["std"], h["n"]),
+                        "difference (points)": f"{diff:+.1f}", "profile": h["profile"], "note": p["caveat"]})
+    return pd.DataFrame(out)
+
+
+def methods_table(rows: pd.DataFrame) -> pd.DataFrame:
+    pseudo = seed_summary(rows, "pseudo_mask", "miou")
+    cov = seed_summary(rows, "pseudo_mask", "coverage")
+    final = seed_summary(rows, "final", "miou")
+    out = []
+    for _, r in pseudo.iterrows():
+        c = cov[(cov["method"] == r["method"]) & (cov["profile"] == r["profile"])]
+        f = final[(final["method"] == r["method"]) & (final["profile"] == r["profile"])]
+        out.append({"profile": r["profile"], "method": r["method"],
+                    "pseudo-mask mIoU (%)": fmt(r["mean"], r["std"], r["n"]),
+                    "coverage (%)": fmt(c["mean"].iloc[0]) if len(c) else "—",
+                    "final mIoU (%)": fmt(f["mean"].iloc[0], f["std"].iloc[0], f["n"].iloc[0]) if len(f) else "—",
+                    "run seeds": int(r["n"]), "_sort": r["mean"]})
+    frame = pd.DataFrame(out)
+    return frame.sort_values("_sort", ascending=False).drop(columns="_sort") if len(frame) else frame
+
+
+def per_class(rows: pd.DataFrame, stage: str = "pseudo_mask") -> pd.DataFrame:
+    sel = rows[(rows["stage"] == stage) & rows["metric"].str.startswith("iou:")]
+    if sel.empty:
+        return pd.DataFrame()
+    sel = sel.assign(cls=sel["metric"].str[4:])
+    order = list(dict.fromkeys(sel["cls"]))
+    return sel.pivot_table(index="method", columns="cls", values="value", aggfunc="mean")[order]
+
+
+def timing_table(results: Path) -> pd.DataFrame:
+    rows = []
+    for f in sorted((results / "timing").glob("*.json")):
+        t = json.loads(f.read_text())
+        rows.append({"stage": t["stage"], "profile": t["profile"], "seconds": t["seconds"],
+                     "device": t["environment"]["device"]["type"]})
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame = pd.concat([frame, pd.DataFrame([{"stage": "**total**", "profile": "",
+                                                  "seconds": round(frame["seconds"].sum(), 1), "device": ""}])])
+    return frame
+
+
+def environment_table(rows: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in ("source_file", "profile", "git_sha", "git_dirty", "device", "torch") if c in rows.columns]
+    return rows[cols].drop_duplicates().sort_values(cols[:2]) if cols else pd.DataFrame()
+
+
+def perf_table(rows: pd.DataFrame) -> pd.DataFrame:
+    sel = rows[rows["stage"] == "profile"] if "stage" in rows else pd.DataFrame()
+    if sel.empty:
+        return sel
+    keep = [c for c in ("profile", "method", "metric", "value", "unit", "impl", "precision", "device")
+            if c in sel.columns]
+    out = sel[keep].copy()
+    out["value"] = out["value"].map(lambda v: f"{v:.4g}")
+    return out
+
+
+def kernel_table(results: Path) -> pd.DataFrame:
+    frames = [pd.read_csv(f) for f in sorted((results / "perf").rglob("kernel*.csv"))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def build(results: Path) -> Path:
+    rows = load_rows(results)
+    tables, figs = results / "tables", results / "plots"
+    sections = ["# WeakCLIP reproducibility report\n",
+                "Generated by `python -m bench.report` (the `report` stage of `dvc repro`) from the files in "
+                "`results/`; do not edit by hand. mIoU values are percentages of one confusion matrix over the "
+                "whole split (255 in ground truth ignored; classes that never occur excluded).\n"]
+    profiles = sorted(rows["profile"].dropna().unique()) if len(rows) else []
+    if any(p != "voc" and p != "coco" for p in profiles):
+        sections.append(f"> **Profiles in this report: {', '.join(profiles)}.** Numbers from the `synthetic` or "
+                        "`ci` profiles come from generated images and a tiny CLIP pre-trained here; they test the "
+                        "pipeline and the *ordering* of methods, and are **not** VOC or COCO numbers. The "
+                        "'difference' columns against the paper are only meaningful for the `voc`/`coco` profiles.\n")
+
+    def emit(title: str, frame: pd.DataFrame, name: str, intro: str = ""):
+        if len(frame):
+            write_text(tables / f"{name}.csv", frame.to_csv(index=False))
+        sections.append(f"## {title}\n\n{intro}{md_table(frame)}")
+
+    if len(rows):
+        emit("Paper vs ours: pseudo masks (train)", paper_vs_ours(rows, "pseudo_voc", "pseudo_mask", "miou", "train"),
+             "paper_pseudo_masks")
+        emit("Paper vs ours: final segmentation (val)", paper_vs_ours(rows, "final_voc", "final", "miou", "val"),
+             "paper_final")
+        emit("Paper vs ours: WeakCLIP ablation", paper_vs_ours(rows, "ablation_voc", "pseudo_mask", "miou", "train"),
+             "paper_ablation", "Published: final VOC val mIoU of each step. Ours: pseudo-mask mIoU on the "
+             "profile's train split of the same step (stage 3 is not rerun per ablation step).\n\n")
+        methods = methods_table(rows)
+        emit("All methods on the same seeds", methods, "methods",
+             "Every refiner and WeakCLIP start from the same seed masks; mean ± std over run seeds where a "
+             "method is trained (training-free methods are deterministic). Coverage = share of scored pixels "
+             "the method labels (not 255).\n\n")
+        summary = seed_summary(rows, "pseudo_mask", "miou")
+        if len(summary):
+            sections.append(f"![methods]({plots.method_bars(summary, figs / 'methods_pseudo_miou.png', 'Pseudo-mask mIoU on the same seeds').relative_to(results)})\n")
+        final = seed_summary(rows, "final", "miou")
+        if len(final):
+            sections.append(f"![final]({plots.method_bars(final, figs / 'methods_final_miou.png', 'Stage-3 val mIoU by training masks').relative_to(results)})\n")
+        pc = per_class(rows)
+        if len(pc):
+            write_text(tables / "per_class_iou.csv", pc.to_csv())
+            sections.append("## Per-class IoU (pseudo masks)\n\nFull table: `tables/per_class_iou.csv`.\n\n"
+                            f"![per-class]({plots.class_heatmap(pc, figs / 'per_class_iou.png', 'Per-class IoU of pseudo masks').relative_to(results)})\n")
+        sweep = rows[rows["stage"] == "threshold_sweep"]
+        if len(sweep):
+            chosen = {m: g["chosen_threshold"].iloc[0] for m, g in sweep.groupby("method")
+                      if "chosen_threshold" in g}
+            sections.append("## Threshold sweeps\n\nThe sweep is reported for transparency; the threshold used "
+                            "is fixed in params (chosen without the evaluated split's ground truth).\n\n"
+                            f"![sweep]({plots.threshold_sweep(sweep, figs / 'threshold_sweep.png', chosen).relative_to(results)})\n")
+        clip = rows[rows["stage"] == "pretrain_clip"]
+        if len(clip):
+            emit("Tiny CLIP pre-training (synthetic profile)", clip[["profile", "metric", "value", "split"]],
+                 "pretrain_clip", "Zero-shot classification of the synthetic val images by the CLIP pre-trained "
+                 "in the `pretrain_clip` stage, against chance computed the same way.\n\n")
+        counts = rows[rows["stage"] == "model"]
+        if len(counts):
+            emit("WeakCLIP trainable parameters", counts[["profile", "method", "metric", "value"]], "parameters",
+                 f"The paper reports {PAPER_TRAINABLE_SHARE:.1%} of parameters trained.\n\n")
+    qual = figs / "qualitative.png"
+    if qual.is_file():
+        sections.append(f"## Qualitative grid\n\n![qualitative]({qual.relative_to(results)})\n")
+    logs = {p.stem: p for p in sorted((results / "logs").glob("*.jsonl"))}
+    if logs:
+        sections.append(f"## Training curves\n\n![curves]({plots.training_curves(logs, figs / 'training_curves.png').relative_to(results)})\n")
+    perf = perf_table(rows) if len(rows) else pd.DataFrame()
+    emit("Throughput (profile stage)", perf, "throughput", "Measured on the device named in each row; GPU rows "
+         "appear only when measured on a GPU, never estimated.\n\n")
+    kern = kernel_table(results)
+    if len(kern):
+        sections.append("## Co-attention kernel benchmark\n\n" + kernel_summary_md(kern, figs, results))
+    emit("Time per stage", timing_table(results), "stage_times")
+    if len(rows):
+        emit("Environment behind every number", environment_table(rows), "environment")
+    out = results / "REPORT.md"
+    write_text(out, "\n".join(sections))
+    return out
+
+
+def kernel_summary_md(kern: pd.DataFrame, figs: Path, results: Path) -> str:
+    """The kernel benchmark's long rows as a p50 table plus a chart (columns vary by writer; be lenient)."""
+    if "p50" not in kern.columns:
+        return md_table(kern.head(40))
+    keys = [c for c in ("device", "shape", "dtype", "mode", "provider") if c in kern.columns]
+    ms = kern[kern.get("metric", pd.Series(["time"] * len(kern))).astype(str).str.contains("ms|time")] \
+        if "metric" in kern.columns else kern
+    table = ms[keys + ["p20", "p50", "p80"]].drop_duplicates()
+    text = md_table(table)
+    if {"shape", "provider", "p50"} <= set(table.columns):
+        label = table["shape"].astype(str) + " " + table.get("mode", "").astype(str) + " " + table.get("dtype", "").astype(str)
+        chart = plots.grouped_bars(table.assign(case=label), "case", "provider", "p50", figs / "kernel_bench.png",
+                                   "Co-attention: p50 time per provider", "ms (log)", log=True)
+        text += f"\n![kernel]({chart.relative_to(results)})\n"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--results", default=str(REPO_ROOT / "results"))
+    args = ap.parse_args(argv)
+    out = build(Path(args.results))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

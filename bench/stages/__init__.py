@@ -1,0 +1,1 @@
+"""One module per DVC stage: a pure function doing the work plus a thin `main()` reading params.yaml."""

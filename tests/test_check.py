@@ -1,0 +1,83 @@
+"""The regression gate passes on unchanged numbers and fails on a planted regression or a missing number."""
+import pandas as pd
+import pytest
+import yaml
+
+from bench import check
+from bench.results import make_row, write_rows
+
+GATES = [
+    {"stage": "pseudo_mask", "metric": "miou", "kind": "abs", "tolerance": 0.02},
+    {"stage": "profile", "metric": "train_images_per_s", "kind": "ratio", "tolerance": 0.5},
+    {"stage": "profile", "metric": "peak_mem_mb", "kind": "ratio", "tolerance": 0.8, "better": "lower"},
+]
+
+
+def _write(results, miou_by_seed, speed, mem):
+    rows = [make_row("unit", "synthetic", "weakclip", "pseudo_mask", "train", "miou", v, seed=s)
+            for s, v in enumerate(miou_by_seed)]
+    write_rows(results / "metrics" / "pseudo.csv", rows)
+    write_rows(results / "perf" / "throughput.csv", [
+        make_row("unit", "synthetic", "weakclip", "profile", "", "train_images_per_s", speed, unit="img/s"),
+        make_row("unit", "synthetic", "weakclip", "profile", "", "peak_mem_mb", mem, unit="MB"),
+        make_row("other", "synthetic", "weakclip", "profile", "", "train_images_per_s", 1.0, unit="img/s"),
+    ])
+
+
+@pytest.fixture
+def setup(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"profile": "unit", "check": {"gates": GATES}}))
+    results = tmp_path / "results"
+    _write(results, [0.50, 0.52, 0.54], speed=100.0, mem=1000.0)
+    args = ["--params", str(params), "--results", str(results)]
+    assert check.main(args + ["--update-reference"]) == 0
+    return results, args
+
+
+def test_reference_holds_seed_means_of_gated_numbers_only(setup):
+    results, _ = setup
+    ref = pd.read_csv(results / "reference" / "unit.csv")
+    assert set(ref["metric"]) == {"miou", "train_images_per_s", "peak_mem_mb"}
+    assert ref.loc[ref["metric"] == "miou", "value"].item() == pytest.approx(0.52)
+    # the other profile's row never enters this profile's reference
+    assert ref.loc[ref["metric"] == "train_images_per_s", "value"].item() == 100.0
+
+
+def test_unchanged_numbers_pass(setup, capsys):
+    _, args = setup
+    assert check.main(args) == 0
+    assert "OK: no regression" in capsys.readouterr().out
+
+
+def test_small_drop_within_tolerance_passes(setup):
+    results, args = setup
+    _write(results, [0.50, 0.51, 0.52], speed=60.0, mem=1200.0)
+    assert check.main(args) == 0
+
+
+@pytest.mark.parametrize("miou,speed,mem,regressed", [
+    ([0.40, 0.42, 0.44], 100.0, 1000.0, "miou"),
+    ([0.50, 0.52, 0.54], 40.0, 1000.0, "train_images_per_s"),
+    ([0.50, 0.52, 0.54], 100.0, 1400.0, "peak_mem_mb"),
+])
+def test_planted_regression_fails_with_a_table(setup, capsys, miou, speed, mem, regressed):
+    results, args = setup
+    _write(results, miou, speed=speed, mem=mem)
+    assert check.main(args) == 1
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if regressed in ln)
+    assert "REGRESSED" in line
+
+
+def test_missing_number_fails(setup, capsys):
+    results, args = setup
+    (results / "perf" / "throughput.csv").unlink()
+    assert check.main(args) == 1
+    assert "MISSING" in capsys.readouterr().out
+
+
+def test_no_reference_is_an_error(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"profile": "unit", "check": {"gates": GATES}}))
+    assert check.main(["--params", str(params), "--results", str(tmp_path / "nothing")]) == 2
