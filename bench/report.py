@@ -209,12 +209,17 @@ def build(results: Path) -> Path:
         if len(counts):
             emit("WeakCLIP trainable parameters", counts[["profile", "method", "metric", "value"]], "parameters",
                  f"The paper reports {PAPER_TRAINABLE_SHARE:.1%} of parameters trained.\n\n")
-    qual = figs / "qualitative.png"
+    qual = results / "figures" / "qualitative.png"
     if qual.is_file():
         sections.append(f"## Qualitative grid\n\n![qualitative]({qual.relative_to(results)})\n")
-    logs = {p.stem: p for p in sorted((results / "logs").glob("*.jsonl"))}
-    if logs:
-        sections.append(f"## Training curves\n\n![curves]({plots.training_curves(logs, figs / 'training_curves.png').relative_to(results)})\n")
+    curves = []
+    for prefix, keys in (("weakclip", ("total", "seeding", "boundary", "aux")), ("segnet", ("loss",))):
+        logs = {f"{p.parent.name}/{p.stem}": p for p in sorted((results / "logs").glob(f"{prefix}-*/*.jsonl"))}
+        if logs:
+            png = plots.training_curves(logs, figs / f"training_curves_{prefix}.png", keys)
+            curves.append(f"![{prefix} curves]({png.relative_to(results)})\n")
+    if curves:
+        sections.append("## Training curves\n\n" + "\n".join(curves))
     perf = perf_table(rows) if len(rows) else pd.DataFrame()
     emit("Throughput (profile stage)", perf, "throughput", "Measured on the device named in each row; GPU rows "
          "appear only when measured on a GPU, never estimated.\n\n")

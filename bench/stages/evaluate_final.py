@@ -1,0 +1,48 @@
+"""Stage `evaluate_final`: every stage-3 model predicts the val split (multi-scale + flip + CRF as in
+params) and is scored with the same evaluator. Writes data/final/<method>/s<seed>/<id>.png and
+results/metrics/{final.csv, final.json}."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from ..data import build_dataset
+from ..metrics import evaluate_masks
+from ..results import make_row, write_metrics, write_rows
+from ..segnet import load_segnet, predict_folder
+from .common import DATA, RESULTS, run_stage
+from .seeds import fresh_dir, publish_dir
+from .train_seg import method_masks
+
+
+def main() -> int:
+    with run_stage("evaluate_final") as stage:
+        split = stage.data_cfg["val_split"]
+        ds = build_dataset(stage.data_cfg, split)
+        gt_dir = ds.mask_path(ds.ids[0]).parent
+        rows, summary = [], {}
+        for method in stage.get("segnet.methods"):
+            for seed in stage.get("run_seeds"):
+                name, _ = method_masks(stage, method, seed)
+                model, cfg = load_segnet(DATA / "segnet" / method / f"s{seed}" / "model.pt")
+                final = DATA / "final" / method / f"s{seed}"
+                work = fresh_dir(final)
+                predict_folder(model, ds, work, cfg)
+                publish_dir(work, final)
+                res = evaluate_masks(final, gt_dir, ds.ids, ds.num_classes,
+                                     exclude_classes=getattr(ds, "unused_classes", ()), class_names=ds.class_names)
+                common = dict(profile=stage.profile, dataset=ds.name, method=name, stage="final", split=split,
+                              seed=seed, backbone=cfg.backbone)
+                rows.append(make_row(metric="miou", value=res["miou"], **common))
+                for cls, iou in zip(ds.class_names, res["iou"]):
+                    rows.append(make_row(metric=f"iou:{cls}", value=iou, **common))
+                summary.setdefault(name, []).append(res["miou"])
+        write_rows(RESULTS / "metrics" / "final.csv", rows)
+        write_metrics(RESULTS / "metrics" / "final.json", stage.profile,
+                      {"miou": {m: float(np.mean(v)) for m, v in summary.items()}}, params=stage.get("segnet"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

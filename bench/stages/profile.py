@@ -1,0 +1,189 @@
+"""Stage `profile`: WeakCLIP throughput and memory on whatever device is present, plus the kernel benchmark.
+
+    python -m bench.stages.profile                      # the DVC stage: the active profile's model, CPU rows
+    python -m bench.stages.profile --voc-gpu --out-dir results/perf/gpu
+                                                        # the VOC schedule's shape (ViT-B/16, 512², batch 16)
+
+Measured per (co-attention impl, precision): training step (forward, losses including the CRF
+boundary loss, backward, AdamW step) in images/s, pseudo-mask inference forward in images/s, and peak
+memory. Rows are labelled with the device; GPU rows exist only where a GPU measured them.
+`--voc-gpu` measures the VOC recipe's step at random CLIP weights (speed does not depend on the
+weights) with the release-faithful configuration (fp32, torch co-attention) beside the fast one
+(bf16 autocast, Triton co-attention).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from weakclip.losses import WeakCLIPLoss
+from weakclip.model import WeakCLIP, WeakCLIPConfig
+
+from ..data import VOC_CLASSES, build_dataset
+from ..results import make_row, write_rows
+from .common import RESULTS, REPO_ROOT, run_stage
+
+VOC_SCHEDULE_IMAGES = 20_000 * 16  # 20k iterations x batch 16 (spec/weakclip.md)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB -> MiB)
+
+
+def synthetic_batch(batch: int, size: int, num_classes: int, device: torch.device, seed: int = 0) -> dict:
+    """A random batch with the shapes of a training batch (speed does not depend on pixel values)."""
+    gen = torch.Generator().manual_seed(seed)
+    images_uint8 = torch.randint(0, 256, (batch, size, size, 3), generator=gen, dtype=torch.uint8)
+    mask = torch.randint(0, num_classes, (batch, size, size), generator=gen)
+    mask[:, : size // 8] = 255
+    image = (images_uint8.permute(0, 3, 1, 2).float() / 255 - 0.45) / 0.25
+    return {"image": image.to(device), "mask": mask.to(device), "image_uint8": images_uint8}
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_loop(step, iters: int, warmup: int, device) -> list[float]:
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def measure(cfg: WeakCLIPConfig, class_names, batch: int, size: int, precision: str, iters: int, warmup: int,
+            device: torch.device, crf_workers: int | None) -> dict:
+    """Training-step and inference throughput of one configuration."""
+    torch.manual_seed(0)
+    model = WeakCLIP(cfg, class_names).to(device)
+    groups = [g for g in model.param_groups(1e-4, 3e-5) if g.get("lr", 1e-4) > 0]
+    optimizer = torch.optim.AdamW(groups, lr=1e-4)
+    loss_fn = WeakCLIPLoss(crf_workers=crf_workers)
+    data = synthetic_batch(batch, size, len(class_names), device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def train_step():
+        with autocast:
+            out = model(data["image"])
+        loss = loss_fn(out, data)["total"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def infer_step():
+        with torch.no_grad(), autocast:
+            model(data["image"])
+
+    try:
+        model.train()
+        train_times = time_loop(train_step, iters, warmup, device)
+        train_mem = peak_memory_mb(device)
+        model.eval()
+        infer_times = time_loop(infer_step, iters, warmup, device)
+    finally:
+        loss_fn.crf.close()
+    p50_train, p50_infer = float(np.median(train_times)), float(np.median(infer_times))
+    return {"train_images_per_s": batch / p50_train, "train_step_ms_p50": 1e3 * p50_train,
+            "train_step_ms_p20": 1e3 * float(np.quantile(train_times, 0.2)),
+            "train_step_ms_p80": 1e3 * float(np.quantile(train_times, 0.8)),
+            "infer_images_per_s": batch / p50_infer, "peak_mem_mb": train_mem,
+            "voc_schedule_minutes": VOC_SCHEDULE_IMAGES / (batch / p50_train) / 60}
+
+
+def throughput_rows(profile: str, dataset: str, cfg: WeakCLIPConfig, class_names, perf: dict,
+                    device: torch.device) -> list[dict]:
+    rows = []
+    impls = perf["impls"] if device.type == "cuda" else [i for i in perf["impls"] if i == "torch"]
+    for impl in impls:
+        for precision in perf["precisions"]:
+            run_cfg = dataclasses.replace(cfg, impl=impl)
+            res = measure(run_cfg, class_names, perf["batch_size"], perf["image_size"], precision,
+                          perf["iters"], perf["warmup"], device, perf.get("crf_workers"))
+            label = "release-faithful" if (impl == "torch" and precision == "fp32") else "fast"
+            for metric, value in res.items():
+                unit = {"images_per_s": "img/s", "_ms_": "ms", "mem_mb": "MiB", "minutes": "min"}
+                rows.append(make_row(profile, dataset, f"weakclip[{cfg.fidelity}]", "profile", "", metric, value,
+                                     unit=next((u for k, u in unit.items() if k in metric), ""), impl=impl,
+                                     precision=precision, config=label, arch=cfg.arch,
+                                     batch_size=perf["batch_size"], image_size=perf["image_size"],
+                                     device_type=device.type))
+    return rows
+
+
+def parameter_rows(profile: str, dataset: str, cfg: WeakCLIPConfig, class_names) -> list[dict]:
+    """Trainable/total parameters in both fidelity modes (the paper: 12.4% trained)."""
+    rows = []
+    for fidelity in ("release", "paper"):
+        counts = WeakCLIP(dataclasses.replace(cfg, fidelity=fidelity), class_names).count_parameters()
+        for metric in ("trainable", "total", "share"):
+            rows.append(make_row(profile, dataset, f"weakclip[{fidelity}]", "model", "", f"params_{metric}",
+                                 counts[metric], arch=cfg.arch))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--voc-gpu", action="store_true", help="the VOC recipe's shape with ViT-B/16 (needs CUDA)")
+    ap.add_argument("--out-dir", default=None)
+    args = ap.parse_args(argv)
+    if args.voc_gpu:
+        return voc_gpu(Path(args.out_dir or RESULTS / "perf" / "gpu"))
+    from ..kernel_bench import CPU_SHAPES, run_kernel_bench, write_csv
+
+    with run_stage("profile") as stage:
+        perf = stage.get("perf")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        section = dict(stage.get("weakclip.model"))
+        section.update(arch=stage.get("clip.arch"), weights=str(REPO_ROOT / stage.get("clip.weights")))
+        cfg = WeakCLIPConfig.from_dict(section)
+        names = build_dataset(stage.data_cfg, stage.data_cfg["train_split"]).class_names
+        rows = throughput_rows(stage.profile, stage.dataset_name, cfg, names, perf, device)
+        rows += parameter_rows(stage.profile, stage.dataset_name, cfg, names)
+        vit = dataclasses.replace(cfg, arch="ViT-B-16", weights=None, taps=(4, 6, 8, 12), clip_overrides={})
+        rows += parameter_rows(stage.profile, "voc", vit, list(VOC_CLASSES))
+        write_rows(RESULTS / "perf" / "throughput.csv", rows)
+        shapes = CPU_SHAPES if device.type == "cpu" else None
+        frame = run_kernel_bench(shapes or ["voc"], ["fp32"] if device.type == "cpu" else ["bf16"],
+                                 providers=("torch_eager", "sdpa"))
+        frame["profile"] = stage.profile
+        write_csv(frame, RESULTS / "perf" / "kernel_cpu.csv")
+    return 0
+
+
+def voc_gpu(out_dir: Path) -> int:
+    """The VOC schedule's training step on one GPU: release-faithful (fp32, torch) vs fast (bf16, Triton)."""
+    if not torch.cuda.is_available():
+        raise SystemExit("--voc-gpu needs a CUDA device")
+    device = torch.device("cuda")
+    cfg = WeakCLIPConfig(arch="ViT-B-16", weights=None, fidelity="release")
+    perf = {"impls": ["torch", "triton"], "precisions": ["fp32", "bf16"], "batch_size": 16, "image_size": 512,
+            "iters": 20, "warmup": 5, "crf_workers": None}
+    rows = throughput_rows("voc", "voc", cfg, list(VOC_CLASSES), perf, device)
+    rows += parameter_rows("voc", "voc", cfg, list(VOC_CLASSES))
+    write_rows(out_dir / "throughput_voc_gpu.csv", rows)
+    for r in rows:
+        if r["metric"] in ("train_images_per_s", "voc_schedule_minutes", "peak_mem_mb"):
+            print(f'{r.get("impl", ""):6s} {r.get("precision", ""):5s} {r["metric"]:24s} {r["value"]:.2f}')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

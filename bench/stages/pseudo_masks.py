@@ -1,0 +1,53 @@
+"""Stage `pseudo_masks@<variant>-<seed>`: WeakCLIP's pseudo masks on the training split.
+
+    python -m bench.stages.pseudo_masks release|paper
+
+Multi-scale + flip sliding-window probabilities, dense CRF on the full image, argmax (background is
+class 0 of the softmax; no threshold). For every run seed's model, writes data/pseudo/<variant>/s<seed>/<id>.png.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from weakclip.infer import InferConfig, pseudo_masks
+from weakclip.io import write_json
+from weakclip.model import WeakCLIP
+from weakclip.train import load_model_weights
+
+from ..data import build_dataset
+from ..params import to_config
+from .common import DATA, Stage, run_stage
+from .seeds import fresh_dir, publish_dir
+from .train_weakclip import model_config
+
+
+def infer_variant(stage: Stage, variant: str, model_dir: Path, out: Path) -> dict:
+    ds = build_dataset(stage.data_cfg, stage.data_cfg["train_split"])
+    model = WeakCLIP(model_config(stage, variant), ds.class_names)
+    load_model_weights(model, model_dir / "model.pt")
+    cfg = to_config(InferConfig, stage.get("weakclip.infer"), mean=model.cfg.image_mean, std=model.cfg.image_std)
+    summary = pseudo_masks(model, ds, out, cfg, crf=stage.get("weakclip.crf"))
+    write_json(out / "summary.json", {"variant": variant, "model": str(model_dir), **summary})
+    return summary
+
+
+def run(stage: Stage, variant: str) -> None:
+    final = DATA / "pseudo" / variant
+    work = fresh_dir(final)
+    for seed in stage.get("run_seeds"):
+        infer_variant(stage, variant, DATA / "weakclip" / variant / f"s{seed}", work / f"s{seed}")
+    publish_dir(work, final)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m bench.stages.pseudo_masks VARIANT")
+    with run_stage(f"pseudo_masks@{argv[0]}") as stage:
+        run(stage, argv[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Stage `seeds@<source>`: seed CAMs and seed masks on the training split.
+
+    python -m bench.stages.seeds clip_es|cam|folder
+
+Writes data/seeds/<source>/cams/<id>.npy (the CAM contract: float16 (K, H, W), channel 0 the
+source's own background score) and data/seeds/<source>/masks/<id>.png (argmax of those CAMs: the
+seed masks every refiner and WeakCLIP start from). The folder is built under a temporary name and
+renamed when complete, so an interrupted run leaves nothing a later stage could consume.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from baselines import SEED_SOURCES, TRAINERS
+from baselines.common import load_cams
+from weakclip.io import save_mask, write_json
+
+from ..data import build_dataset
+from .common import DATA, REPO_ROOT, Stage, run_stage, seed_everything
+
+
+def fresh_dir(final: Path) -> Path:
+    tmp = final.with_name(final.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def publish_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def masks_from_cams(cam_dir: Path, mask_dir: Path, ids: list[str]) -> None:
+    for image_id in tqdm(ids, desc="seed masks", unit="img"):
+        cams = load_cams(cam_dir / f"{image_id}.npy")
+        save_mask(mask_dir / f"{image_id}.png", np.argmax(cams, axis=0).astype(np.uint8))
+
+
+def source_config(stage: Stage, source: str, class_names: list[str]) -> dict:
+    cfg = dict(stage.get(f"seeds.{source}", {}) or {})
+    if source == "clip_es":
+        cfg.update(class_names=tuple(class_names), arch=stage.get("clip.arch"),
+                   weights=str(REPO_ROOT / stage.get("clip.weights")))
+    elif source == "folder":
+        path = cfg.pop("path", None)
+        if not path:
+            raise ValueError("params.yaml: seeds.folder.path must name a folder of seed masks or CAMs")
+        cfg.update(src_dir=str(REPO_ROOT / path), num_classes=len(class_names))
+    return cfg
+
+
+def run(stage: Stage, source: str) -> dict:
+    if source not in SEED_SOURCES:
+        raise SystemExit(f"unknown seed source {source!r}; known: {sorted(SEED_SOURCES)}")
+    seed_everything(int(stage.get("seeds.seed", 0)))
+    ds = build_dataset(stage.data_cfg, stage.data_cfg["train_split"])
+    final = DATA / "seeds" / source
+    work = fresh_dir(final)
+    cfg = source_config(stage, source, ds.class_names)
+    if source in TRAINERS:  # e.g. cam: fit the image-level classifier first
+        fit_cfg = {k: v for k, v in cfg.items() if k != "generate"}
+        fit_cfg.setdefault("num_classes", ds.num_classes)
+        TRAINERS[source](ds, fit_cfg, str(work / "model.pt"))
+        cfg = {"checkpoint": str(work / "model.pt"), **dict(cfg.get("generate", {}))}
+    summary = SEED_SOURCES[source](ds, str(work / "cams"), **cfg)
+    masks_from_cams(work / "cams", work / "masks", ds.ids)
+    write_json(work / "summary.json", {"source": source, "split": stage.data_cfg["train_split"], **summary})
+    publish_dir(work, final)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m bench.stages.seeds SOURCE")
+    with run_stage(f"seeds@{argv[0]}") as stage:
+        run(stage, argv[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Stage `train_seg@<method>-<seed>` (stage 3): DeepLab-LargeFOV trained on one method's pseudo masks.
+
+    python -m bench.stages.train_seg seeds|<refiner>|weakclip_release|weakclip_paper
+
+The same network, schedule and seeds for every method, so final mIoU differences come from the
+pseudo masks alone. Once per run seed (WeakCLIP's masks of the same run seed): writes
+data/segnet/<method>/s<seed>/model.pt, and the training logs to results/logs/segnet-<method>/.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from pathlib import Path
+
+from ..data import build_dataset
+from ..data.transforms import TorchSegDataset, TrainTransform
+from ..segnet import SegNetConfig, train_segnet
+from .common import DATA, RESULTS, REPO_ROOT, Stage, run_stage, seed_everything
+from .seeds import fresh_dir, publish_dir
+
+
+def method_masks(stage: Stage, method: str, run_seed: int) -> tuple[str, Path]:
+    """(the method's name in result files, the folder of its training masks)."""
+    if method == "seeds":
+        main = stage.get("seeds.main")
+        return f"seeds:{main}", DATA / "seeds" / main / "masks"
+    if method.startswith("weakclip_"):
+        variant = method.removeprefix("weakclip_")
+        return f"weakclip[{variant}]", DATA / "pseudo" / variant / f"s{run_seed}"
+    if method in stage.get("refine.methods"):
+        return method, DATA / "refined" / method / "masks"
+    raise SystemExit(f"unknown stage-3 training source {method!r}: expected seeds, weakclip_<variant> or a refiner")
+
+
+def segnet_config(stage: Stage, num_classes: int, run_seed: int) -> SegNetConfig:
+    section = dict(stage.get("segnet.config"))
+    if section.get("weights"):
+        section["weights"] = str(REPO_ROOT / section["weights"])
+    cfg = SegNetConfig.from_dict(section)
+    return dataclasses.replace(cfg, num_classes=num_classes, seed=cfg.seed + run_seed)
+
+
+def train_one(stage: Stage, method: str, run_seed: int, out: Path, log_path: Path) -> dict:
+    seed_everything(run_seed)
+    _, masks = method_masks(stage, method, run_seed)
+    ds = build_dataset({**stage.data_cfg, "mask_dir": str(masks)}, stage.data_cfg["train_split"])
+    cfg = segnet_config(stage, ds.num_classes, run_seed)
+    transform = TrainTransform(crop_size=cfg.crop_size, scale_range=cfg.scale_range, mean=cfg.mean, std=cfg.std,
+                               **stage.get("segnet.transform"))
+    summary = train_segnet(cfg, TorchSegDataset(ds, transform), out)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "train_log.jsonl", log_path)
+    (out / "last.pt").unlink(missing_ok=True)  # resumable state is not a pipeline output
+    return summary
+
+
+def run(stage: Stage, method: str) -> None:
+    final = DATA / "segnet" / method
+    work = fresh_dir(final)
+    logs = RESULTS / "logs" / f"segnet-{method}"
+    shutil.rmtree(logs, ignore_errors=True)
+    for seed in stage.get("run_seeds"):
+        train_one(stage, method, seed, work / f"s{seed}", logs / f"s{seed}.jsonl")
+    publish_dir(work, final)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m bench.stages.train_seg METHOD")
+    with run_stage(f"train_seg@{argv[0]}") as stage:
+        run(stage, argv[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

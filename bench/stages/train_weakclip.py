@@ -1,0 +1,94 @@
+"""Stage `train_weakclip@<variant>-<seed>`: train WeakCLIP on the main seed masks.
+
+    python -m bench.stages.train_weakclip release|paper
+
+`release` and `paper` are the two fidelity modes (spec/weakclip.md: unchained vs chained decoder
+layers, frozen vs trainable pyramid adapter). Trains once per run seed (params `run_seeds`) and writes
+data/weakclip/<variant>/s<seed>/{model.pt, train_log.jsonl, summary.json}; the training logs are
+copied to results/logs/weakclip-<variant>/ for the report.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from pathlib import Path
+
+from weakclip.io import write_json
+from weakclip.losses import WeakCLIPLoss
+from weakclip.model import WeakCLIP, WeakCLIPConfig
+from weakclip.train import TrainConfig, train
+
+from ..data import build_dataset
+from ..data.transforms import TorchSegDataset, TrainTransform
+from ..params import to_config
+from .common import DATA, RESULTS, REPO_ROOT, Stage, run_stage, seed_everything
+from .seeds import fresh_dir, publish_dir
+
+FIDELITIES = ("release", "paper")
+
+
+def model_config(stage: Stage, variant: str) -> WeakCLIPConfig:
+    """The params' model section + the profile's CLIP + the variant's switches.
+
+    variant: "release" | "paper" (fidelity modes), or "ablation-<step>" (a step of the paper's ablation
+    ladder, in the fidelity `weakclip.ablation_fidelity`)."""
+    section = dict(stage.get("weakclip.model"))
+    section.update(arch=stage.get("clip.arch"), weights=str(REPO_ROOT / stage.get("clip.weights")))
+    cfg = WeakCLIPConfig.from_dict(section)
+    if variant in FIDELITIES:
+        return dataclasses.replace(cfg, fidelity=variant)
+    if variant.startswith("ablation-"):
+        step = variant.removeprefix("ablation-")
+        cfg = dataclasses.replace(cfg, fidelity=stage.get("weakclip.ablation_fidelity"))
+        return cfg.with_step(step if step == "matching" else f"+{step}")
+    raise SystemExit(f"unknown WeakCLIP variant {variant!r}: expected one of {FIDELITIES} or ablation-<step>")
+
+
+def seed_mask_dataset(stage: Stage):
+    masks = DATA / "seeds" / stage.get("seeds.main") / "masks"
+    return build_dataset({**stage.data_cfg, "mask_dir": str(masks)}, stage.data_cfg["train_split"])
+
+
+def train_variant(stage: Stage, variant: str, run_seed: int, out: Path, log_path: Path) -> dict:
+    seed_everything(run_seed)
+    ds = seed_mask_dataset(stage)
+    model = WeakCLIP(model_config(stage, variant), ds.class_names)
+    train_cfg = to_config(TrainConfig, stage.get("weakclip.train"))
+    train_cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed + run_seed)
+    transform = TrainTransform(**stage.get("weakclip.transform"), mean=model.cfg.image_mean, std=model.cfg.image_std)
+    loss = WeakCLIPLoss(**stage.get("weakclip.loss"))
+    try:
+        summary = train(model, loss, TorchSegDataset(ds, transform), train_cfg, out, resume=False)
+    finally:
+        loss.crf.close()
+    summary["parameters"] = model.count_parameters()
+    summary["model_config"] = model.cfg.to_dict()
+    write_json(out / "summary.json", summary)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "train_log.jsonl", log_path)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # resumable state is not a pipeline output
+    return summary
+
+
+def run(stage: Stage, variant: str) -> None:
+    final = DATA / "weakclip" / variant
+    work = fresh_dir(final)
+    logs = RESULTS / "logs" / f"weakclip-{variant}"
+    shutil.rmtree(logs, ignore_errors=True)
+    for seed in stage.get("run_seeds"):
+        train_variant(stage, variant, seed, work / f"s{seed}", logs / f"s{seed}.jsonl")
+    publish_dir(work, final)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m bench.stages.train_weakclip VARIANT")
+    with run_stage(f"train_weakclip@{argv[0]}") as stage:
+        run(stage, argv[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
