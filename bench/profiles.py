@@ -27,9 +27,11 @@ WHAT_TO_GET = {
                 "ImageSets/Segmentation/{train,val}.txt, pixel values = COCO category ids)",
     },
     "clip.weights": "the CLIP ViT-B/16 checkpoint (OpenAI's ViT-B-16.pt or an open_clip ViT-B-16 state dict)",
-    "segnet.weights": "ImageNet weights for the stage-3 backbone (timm resnet101 state dict)",
+    "segnet.config.weights": "ImageNet weights for the stage-3 backbone (a timm resnet101 state dict)",
     "seeds.folder.path": "the seed masks to refine (e.g. published MCTformer-V2 masks as <id>.png)",
 }
+FLAGS = {"data.root": "--data-root", "clip.weights": "--clip-weights", "segnet.config.weights": "--seg-weights",
+         "seeds.folder.path": "--seed-masks"}
 
 
 def available_profiles() -> list[str]:
@@ -63,8 +65,7 @@ def validate_paths(params: dict) -> list[str]:
             if isinstance(what, dict):
                 what = what.get(params["profile"], next(iter(what.values())))
             problems.append(f"{key} = {value!r} does not exist: download {what} and pass its path "
-                            f"(e.g. `python -m bench.profiles use {params['profile']} --{key.split('.')[0].replace('_', '-')}"
-                            f"{'-root' if key == 'data.root' else '-weights'} PATH`)")
+                            f"(`python -m bench.profiles use {params['profile']} {FLAGS.get(key, key)} PATH`)")
     return problems
 
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(available_profiles()))
         return 0
     use(args.name, {"data.root": args.data_root, "clip.weights": args.clip_weights,
-                    "segnet.weights": args.seg_weights, "seeds.folder.path": args.seed_masks})
+                    "segnet.config.weights": args.seg_weights, "seeds.folder.path": args.seed_masks})
     print(f"params.yaml now holds the {args.name!r} profile; run `dvc repro`")
     return 0
 

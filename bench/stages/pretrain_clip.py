@@ -49,6 +49,7 @@ def run(stage: Stage) -> dict:
     weights = REPO_ROOT / clip_cfg["weights"]
     if clip_cfg["arch"] == "tiny":
         cfg = to_config(PretrainConfig, clip_cfg["pretrain"])
+        (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
         metrics = pretrain_clip(REPO_ROOT / stage.data_cfg["root"], weights, cfg,
                                 log_path=RESULTS / "logs" / "pretrain_clip.jsonl")
     else:
