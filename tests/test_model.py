@@ -1,0 +1,314 @@
+"""WeakCLIP model: shapes, gradients, fidelity modes, ablation steps, parameter accounting, overfitting."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+from torch import nn
+
+import weakclip.matching as matching_mod
+from weakclip.adapter import PyramidAdapter
+from weakclip.clip_towers import build_clip, get_tokenizer
+from weakclip.losses import WeakCLIPLoss
+from weakclip.model import (
+    ABLATION_STEPS,
+    PAPER_ABLATION_VOC_VAL,
+    WeakCLIP,
+    WeakCLIPConfig,
+    tiny_config,
+)
+
+VOC = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small CPU ops on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention (100x)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    torch.manual_seed(0)
+    return build_clip("tiny")
+
+
+@pytest.fixture(scope="module")
+def vitb_clip():
+    torch.manual_seed(0)
+    return build_clip("ViT-B-16")
+
+
+def expected_trainable(E, width, text_width, K, patch, w=256, fpn=256, n_ctx=8, layers=3, adapter=True):
+    """Parameter counts of the non-tower parts derived by hand from the layer shapes (spec weakclip.md)."""
+
+    def ln(d):  # LayerNorm / GroupNorm / BatchNorm: weight + bias
+        return 2 * d
+
+    def lin(i, o, bias=True):  # Linear or 1x1 conv
+        return i * o + (o if bias else 0)
+
+    layer = (
+        ln(w)
+        + lin(w, 3 * w, False)
+        + lin(w, w)  # self-attention
+        + ln(w)
+        + 3 * lin(w, w, False)
+        + lin(w, w)  # cross-attention
+        + ln(w)
+        + lin(w, 4 * w)
+        + lin(4 * w, w)
+    )  # MLP
+    one_decoder = (ln(E) + lin(E, w) + ln(w)) + (ln(E) + lin(E, w)) + layers * layer + (ln(w) + lin(w, E))
+    matching = 2 * one_decoder + 2 * E  # + gamma, beta
+    convt = width * width * 4 + width
+    n_up = {16: 3, 8: 1}[patch]  # transposed convs over the four branches
+    adapter_params = 4 * ln(width) + n_up * convt + (2 * width if patch == 16 else 0)  # GN x4, ConvT, BN
+    levels = 4 if adapter else 1
+    neck = levels * (lin(width + K, fpn) + fpn * fpn * 9 + fpn)
+    stages = (
+        {16: [1, 1, 2, 3], 8: [1, 1, 2, 3]}[patch] if adapter else [max(1, (patch // 4).bit_length() - 1)]
+    )
+    head = sum(stages) * (fpn * fpn * 9 + 2 * fpn) + lin(fpn, K)
+    return {
+        "prompt": n_ctx * text_width,
+        "matching": matching,
+        "decoder": neck + head,
+        "adapter": adapter_params,
+    }
+
+
+def test_vitb16_parameter_counts_both_fidelities(vitb_clip):
+    counts = {}
+    for fidelity in ("release", "paper"):
+        m = WeakCLIP(WeakCLIPConfig(fidelity=fidelity), VOC, clip=vitb_clip)
+        counts[fidelity] = m.count_parameters()
+    exp = expected_trainable(512, 768, 512, 21, 16)
+    clip_total = sum(p.numel() for p in vitb_clip.parameters())
+    for fidelity, c in counts.items():
+        print(
+            f"ViT-B/16 WeakCLIP [{fidelity}]: trainable {c['trainable']:,} / total {c['total']:,} "
+            f"= {100 * c['share']:.2f}% (paper: 12.4%)  parts {c['parts']}"
+        )
+        assert c["total"] == clip_total + sum(exp.values())
+        assert c["parts"]["clip"] == (0, clip_total)
+        for part in ("prompt", "matching", "decoder", "adapter"):
+            assert c["parts"][part][1] == exp[part], part
+    assert counts["release"]["trainable"] == exp["prompt"] + exp["matching"] + exp["decoder"]
+    assert counts["paper"]["trainable"] == counts["release"]["trainable"] + exp["adapter"]
+    assert counts["paper"]["share"] > counts["release"]["share"]
+
+
+def test_vitb16_forward_backward_gradients(vitb_clip):
+    m = WeakCLIP(WeakCLIPConfig(fidelity="paper"), VOC, clip=vitb_clip).train()
+    out = m(torch.randn(1, 3, 160, 160))
+    assert out["logits"].shape == (1, 21, 40, 40)
+    assert out["aux_logits"].shape == out["score_map"].shape == (1, 21, 10, 10)
+    torch.testing.assert_close(out["aux_logits"], out["score_map"] / 0.07)
+    assert out["score_map"].abs().max() <= 1 + 1e-5  # cosine similarities
+    (out["logits"].logsumexp(1).mean() + out["aux_logits"].logsumexp(1).mean()).backward()
+    assert all(p.grad is None for p in m.clip.parameters())
+    assert not any(p.requires_grad for p in m.clip.parameters())
+    for name, module in (
+        ("prompt", m.prompt),
+        ("adapter", m.adapter),
+        ("matching", m.matching),
+        ("decoder", m.decoder),
+    ):
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None for g in grads), name
+        assert sum(g.abs().sum() for g in grads) > 0, name
+    assert m.prompt.ctx.grad.abs().sum() > 0  # through the frozen text tower
+
+
+def test_tiny_all_ablation_steps_and_fidelities(tiny_clip):
+    assert (
+        list(ABLATION_STEPS)
+        == list(PAPER_ABLATION_VOC_VAL)
+        == ["matching", "+prompt", "+adapter", "+decoder"]
+    )
+    assert list(PAPER_ABLATION_VOC_VAL.values()) == [67.4, 68.9, 70.3, 72.6]
+    x = torch.randn(2, 3, 64, 96)
+    for step in ABLATION_STEPS:
+        for fidelity in ("release", "paper"):
+            cfg = tiny_config(fidelity=fidelity).with_step(step)
+            m = WeakCLIP(cfg, VOC, clip=tiny_clip).eval()
+            out = m(x)
+            assert out["logits"].shape == (2, 21, 16, 24), (step, fidelity)
+            assert out["score_map"].shape == (2, 21, 8, 12)
+            assert (m.adapter is not None) == cfg.pyramid_adapter
+            assert m.prompt.learnable == cfg.learnable_prompt
+            lateral_in = m.decoder.neck.lateral[0].in_channels
+            assert lateral_in == 128 + (21 if cfg.text_guided_decoder else 0)
+            assert len(m.decoder.neck.lateral) == (4 if cfg.pyramid_adapter else 1)
+            groups = m.param_groups(1e-4, 3e-5)
+            assert ("adapter" in [g["name"] for g in groups]) == (cfg.pyramid_adapter and fidelity == "paper")
+
+
+def _perturb_first_layers(m):
+    with torch.no_grad():
+        for dec in (m.matching.text_to_pixel, m.matching.pixel_to_text):
+            for p in dec.layers[0].parameters():
+                p.add_(torch.randn_like(p))
+
+
+def test_release_layers_are_unchained_paper_layers_chained(tiny_clip):
+    x = torch.randn(2, 3, 64, 64)
+    for fidelity, changes in (("release", False), ("paper", True)):
+        torch.manual_seed(1)
+        m = WeakCLIP(tiny_config(fidelity=fidelity), VOC, clip=tiny_clip).eval()
+        before = m(x)["logits"]
+        _perturb_first_layers(m)
+        after = m(x)["logits"]
+        assert (not torch.equal(before, after)) == changes, fidelity
+        m.zero_grad()
+        m.train()
+        m(x)["logits"].sum().backward()
+        first = m.matching.text_to_pixel.layers[0].cross_q.weight.grad
+        last = m.matching.text_to_pixel.layers[-1].cross_q.weight.grad
+        assert last is not None and last.abs().sum() > 0
+        assert (first is not None and first.abs().sum() > 0) == changes, fidelity
+
+
+def test_one_co_attention_call_per_layer(tiny_clip, monkeypatch):
+    calls = []
+    real = matching_mod.co_attention
+
+    def counting(qt, kt, vt, qv, kv, vv, impl="auto", **kw):
+        calls.append((qt.shape, kt.shape, qv.shape, kv.shape, impl))
+        return real(qt, kt, vt, qv, kv, vv, impl=impl, **kw)
+
+    monkeypatch.setattr(matching_mod, "co_attention", counting)
+    m = WeakCLIP(tiny_config(impl="torch"), VOC, clip=tiny_clip).eval()
+    m(torch.randn(2, 3, 64, 64))
+    assert len(calls) == 3
+    # (B, heads, K, 64) text and (B, heads, 1 + 8*8, 64) visual
+    assert calls[0][:4] == ((2, 4, 21, 64), (2, 4, 21, 64), (2, 4, 65, 64), (2, 4, 65, 64))
+    assert calls[0][4] == "torch"
+
+
+def test_prompt_layout_and_fixed_template(tiny_clip):
+    m = WeakCLIP(tiny_config(), VOC, clip=tiny_clip)
+    tok = get_tokenizer(tiny_clip)
+    ids, eot = m.prompt.token_ids, m.prompt.eot_index
+    assert ids.shape == (21, 13) and m.prompt.ctx.shape == (8, 128)
+    assert (ids[:, 0] == tok.sot_token_id).all() and (ids[torch.arange(21), eot] == tok.eot_token_id).all()
+    assert m.prompt.ctx.abs().max() <= 2.0 and m.prompt.ctx.std() > 0.5  # truncated N(0, 1)
+    assert ids[VOC.index("cat"), 9 : 9 + len(tok.encode("cat"))].tolist() == tok.encode("cat")
+    assert (eot <= 12).all()
+    fixed = WeakCLIP(tiny_config(learnable_prompt=False), VOC, clip=tiny_clip)
+    with torch.no_grad():
+        want = tiny_clip.encode_text(tok([f"a photo of a {c}." for c in VOC]))
+    torch.testing.assert_close(fixed.prompt(tiny_clip), want)
+    assert not any(n.startswith("prompt") for n, p in fixed.named_parameters() if p.requires_grad)
+
+
+def test_adapter_layouts():
+    a16 = PyramidAdapter(32, 16)
+    kinds16 = [[type(m).__name__ for m in b] for b in a16.branches]
+    assert kinds16 == [
+        ["GroupNorm", "ConvTranspose2d", "BatchNorm2d", "GELU", "ConvTranspose2d"],
+        ["GroupNorm", "ConvTranspose2d"],
+        ["GroupNorm"],
+        ["GroupNorm", "MaxPool2d"],
+    ]
+    outs = a16([torch.randn(2, 32, 6, 8)] * 4)
+    assert [tuple(o.shape[-2:]) for o in outs] == [(24, 32), (12, 16), (6, 8), (3, 4)]
+    a8 = PyramidAdapter(32, 8)
+    outs = a8([torch.randn(1, 32, 8, 12)] * 4)
+    assert [tuple(o.shape[-2:]) for o in outs] == [(16, 24), (8, 12), (4, 6), (2, 3)]
+    with pytest.raises(ValueError, match="powers of two"):
+        PyramidAdapter(32, 12)
+
+
+def test_param_groups_and_state(tiny_clip):
+    m = WeakCLIP(tiny_config(fidelity="paper"), VOC, clip=tiny_clip)
+    groups = m.param_groups(1e-4, 3e-5)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == sum(1 for p in m.parameters() if p.requires_grad)
+    tower = {id(p) for p in m.clip.parameters()}
+    assert not tower & set(ids)
+    assert all(g["lr"] == 1e-4 and g["weight_decay"] == 3e-5 for g in groups)
+    torch.optim.AdamW(groups)
+    rel = WeakCLIP(tiny_config(fidelity="release"), VOC, clip=tiny_clip)
+    assert not any(p.requires_grad for p in rel.adapter.parameters())
+    assert {id(p) for g in rel.param_groups(1e-4, 0) for p in g["params"]}.isdisjoint(
+        {id(p) for p in rel.adapter.parameters()}
+    )
+    sd = m.head_state_dict()
+    assert sd and not any(k.startswith("clip.") for k in sd)
+    m2 = WeakCLIP(tiny_config(fidelity="paper"), VOC, clip=tiny_clip)
+    m2.load_head_state_dict(sd)
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(m.eval()(x)["logits"], m2.eval()(x)["logits"])
+    with pytest.raises(ValueError, match="missing"):
+        m2.load_head_state_dict({})
+    m.train()
+    assert m.training and not m.clip.training
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="unknown keys"):
+        WeakCLIPConfig.from_dict({"arch": "tiny", "colour": 1})
+    with pytest.raises(ValueError, match="fidelity"):
+        WeakCLIPConfig(fidelity="preprint")
+    with pytest.raises(ValueError, match="ablation step"):
+        WeakCLIPConfig().with_step("+crf")
+    cfg = WeakCLIPConfig.from_dict(tiny_config(taps=[1, 2, 3, 4]).to_dict())
+    assert cfg.taps == (1, 2, 3, 4) and cfg.arch == "tiny"
+
+
+def test_one_batch_overfit_tiny(tiny_clip):
+    torch.manual_seed(0)
+    m = WeakCLIP(tiny_config(fidelity="paper"), VOC[:4], clip=tiny_clip).train()
+    images = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    images[:, 16:48, 16:48] = torch.tensor([220, 30, 30], dtype=torch.uint8)
+    seeds = torch.full((2, 64, 64), 255, dtype=torch.long)
+    seeds[:, :10] = 0
+    seeds[:, 20:44, 20:44] = torch.tensor([1, 3]).view(2, 1, 1)
+    x = (images.permute(0, 3, 1, 2).float() / 255 - 0.45) / 0.25
+    loss_fn = WeakCLIPLoss(crf_workers=1)
+    opt = torch.optim.AdamW(m.param_groups(1e-3, 3e-5))
+    totals = []
+    for _ in range(12):
+        losses = loss_fn(m(x), {"mask": seeds, "image_uint8": images})
+        opt.zero_grad()
+        losses["total"].backward()
+        opt.step()
+        totals.append(losses["total"].item())
+    print("overfit totals", [round(t, 3) for t in totals])
+    assert sum(totals[-3:]) / 3 < 0.5 * sum(totals[:3]) / 3
+
+
+def test_custom_clip_sizes_dims(tiny_clip):
+    """Non-default decoder sizes flow through (the synthetic profile may shrink them for CPU speed)."""
+    m = WeakCLIP(tiny_config(decoder_width=64, decoder_heads=2, fpn_channels=32), VOC, clip=tiny_clip)
+    assert m(torch.randn(1, 3, 64, 64))["logits"].shape == (1, 21, 16, 16)
+    assert isinstance(m.decoder.head.classifier, nn.Conv2d) and m.decoder.head.classifier.in_channels == 32

@@ -1,0 +1,266 @@
+"""Pseudo-mask inference (spec/weakclip.md "Pseudo-mask inference").
+
+predict_probs: resize the short side to `short_side`, then for every scale ratio (and its
+horizontal flip) slide a window over the scaled image, average the window logits where windows
+overlap, resize them to the original size, softmax, and average the probabilities over the
+scales and flips (the mmseg slide + aug-test semantics the WeakCLIP release uses).
+pseudo_masks: predict_probs on every image, dense CRF on the full image, argmax, palette PNGs;
+the CRFs run in a process pool while the model works on the next images.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from weakclip.crf import CRFParams, crf_params, default_workers, dense_crf
+from weakclip.io import save_mask
+from weakclip.io import save_probs as _save_probs_file
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class InferConfig:
+    short_side: int | None = 512  # resize so the short side is this (None: keep the size)
+    max_long_side: int | None = 2048  # ... unless the long side would exceed this (mmseg (2048, 512))
+    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    flip: bool = True
+    window: int = 512  # square sliding window
+    stride: int = 341
+    window_batch: int = 8  # windows per forward pass
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # the release normalises with ImageNet statistics
+    std: tuple[float, float, float] = IMAGENET_STD
+    output_key: str = "logits"  # which entry of the model's output dict holds (B, K, h, w) logits
+    device: str = "auto"
+    amp: str = "bf16"  # bf16 autocast on CUDA; ignored on the CPU
+    # Zero the probabilities of classes absent from the image-level labels before the CRF. WeakCLIP
+    # itself does not use labels at inference (the paper's pseudo masks come from the model alone),
+    # so this is off by default; it exists to measure how much the labels would add.
+    restrict_to_labels: bool = False
+
+    def __post_init__(self):
+        if self.stride <= 0 or self.stride > self.window:
+            raise ValueError(f"InferConfig: stride must lie in 1..window ({self.window}), got {self.stride}")
+        if not self.scales:
+            raise ValueError("InferConfig: scales must not be empty")
+
+
+def _resolve_device(pref: str) -> torch.device:
+    if pref == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(pref)
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Start offsets of the windows along one axis of `length` >= window (last one flush with the end)."""
+    n = max(length - window + stride - 1, 0) // stride + 1
+    return [min(i * stride, length - window) for i in range(n)]
+
+
+def _model_logits(model, x: torch.Tensor, key: str) -> torch.Tensor:
+    out = model(x)
+    return (out[key] if isinstance(out, dict) else out).float()
+
+
+def slide_logits(model, image: torch.Tensor, cfg: InferConfig) -> torch.Tensor:
+    """Window-averaged logits (K, h, w) at the size of `image` (3, h, w), already normalised.
+
+    An image smaller than the window in a dimension is padded (bottom/right, value 0 = the mean
+    colour after normalisation) up to the window and the padding is cropped off the logits.
+    """
+    _, h, w = image.shape
+    ph, pw = max(h, cfg.window), max(w, cfg.window)
+    if (ph, pw) != (h, w):
+        image = F.pad(image, (0, pw - w, 0, ph - h))
+    boxes = [
+        (y, x)
+        for y in window_starts(ph, cfg.window, cfg.stride)
+        for x in window_starts(pw, cfg.window, cfg.stride)
+    ]
+    acc, count = None, torch.zeros(1, ph, pw, device=image.device)
+    for i in range(0, len(boxes), cfg.window_batch):
+        chunk = boxes[i : i + cfg.window_batch]
+        crops = torch.stack(
+            [image[:, y : y + cfg.window, x : x + cfg.window] for y, x in chunk]
+        )  # (b, 3, win, win)
+        logits = _model_logits(model, crops, cfg.output_key)  # (b, K, win/4, win/4)
+        logits = F.interpolate(logits, size=(cfg.window, cfg.window), mode="bilinear", align_corners=False)
+        if acc is None:
+            acc = torch.zeros(logits.shape[1], ph, pw, device=image.device)
+        for (y, x), lg in zip(chunk, logits):
+            acc[:, y : y + cfg.window, x : x + cfg.window] += lg
+            count[:, y : y + cfg.window, x : x + cfg.window] += 1
+    return (acc / count)[:, :h, :w]
+
+
+def scaled_size(h: int, w: int, cfg: InferConfig, ratio: float) -> tuple[int, int]:
+    """(H, W) after the short-side resize and a scale ratio (mmcv rounding: int(x + 0.5))."""
+    f = 1.0
+    if cfg.short_side:
+        f = cfg.short_side / min(h, w)
+        if cfg.max_long_side:
+            f = min(f, cfg.max_long_side / max(h, w))
+    f *= ratio
+    return max(1, int(h * f + 0.5)), max(1, int(w * f + 0.5))
+
+
+@torch.no_grad()
+def predict_probs(
+    model, image_uint8: np.ndarray, cfg: InferConfig, device: torch.device | None = None
+) -> np.ndarray:
+    """Class probabilities (K, H, W) float32 for one (H, W, 3) uint8 RGB image."""
+    if image_uint8.ndim != 3 or image_uint8.shape[2] != 3:
+        raise ValueError(f"predict_probs: image must be (H, W, 3), got {image_uint8.shape}")
+    if device is None:  # where the model lives; cfg.device for a model without parameters
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else _resolve_device(cfg.device)
+    model.eval()
+    h, w = image_uint8.shape[:2]
+    img = torch.from_numpy(np.ascontiguousarray(image_uint8)).to(device).permute(2, 0, 1).float() / 255.0
+    mean = torch.tensor(cfg.mean, device=device).view(3, 1, 1)
+    std = torch.tensor(cfg.std, device=device).view(3, 1, 1)
+    use_amp = cfg.amp == "bf16" and device.type == "cuda"
+    probs = None
+    for ratio in cfg.scales:
+        sh, sw = scaled_size(h, w, cfg, ratio)
+        x = (
+            F.interpolate(img[None], size=(sh, sw), mode="bilinear", align_corners=False)[0]
+            if (sh, sw) != (h, w)
+            else img
+        )
+        x = (x - mean) / std  # (3, sh, sw)
+        for flip in (False, True) if cfg.flip else (False,):
+            xi = x.flip(-1) if flip else x
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = slide_logits(model, xi, cfg)  # (K, sh, sw)
+            if flip:
+                logits = logits.flip(-1)
+            logits = F.interpolate(logits[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+            p = logits.softmax(0)
+            probs = p if probs is None else probs + p
+    n = len(cfg.scales) * (2 if cfg.flip else 1)
+    return (probs / n).float().cpu().numpy()
+
+
+def restrict_probs(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Zero the channels of foreground classes absent from the multi-hot `labels` (K-1,), keep
+    background (channel 0), renormalise over K."""
+    keep = np.concatenate([[1.0], (np.asarray(labels) > 0).astype(np.float32)])
+    if keep.shape[0] != probs.shape[0]:
+        raise ValueError(
+            f"restrict_probs: {probs.shape[0]} classes but {keep.shape[0] - 1} image-level labels + background"
+        )
+    p = probs * keep[:, None, None]
+    return p / np.clip(p.sum(0, keepdims=True), 1e-12, None)
+
+
+def _item_image(item: dict) -> np.ndarray:
+    img = item.get("image_uint8", item.get("image"))
+    if torch.is_tensor(img):
+        img = img.numpy()
+    img = np.asarray(img)
+    if img.dtype != np.uint8 or img.ndim != 3:
+        raise ValueError(
+            f"pseudo_masks: item {item.get('id')!r} needs an (H, W, 3) uint8 image "
+            f"('image_uint8' or 'image'), got {img.dtype} {img.shape}"
+        )
+    return img
+
+
+def _finish(q_or_p: np.ndarray, path: Path) -> None:
+    save_mask(path, q_or_p.argmax(0).astype(np.uint8))
+
+
+def _crf_argmax_job(image, probs, params: CRFParams, path: str) -> float:
+    """Run in a pool worker: CRF + argmax + save; returns its own seconds."""
+    t = time.perf_counter()
+    _finish(dense_crf(image, probs, params), Path(path))
+    return time.perf_counter() - t
+
+
+def pseudo_masks(
+    model,
+    dataset,
+    out_dir,
+    cfg: InferConfig,
+    crf: str | CRFParams | dict | None = "weakclip_voc",
+    save_probs: bool = False,
+    workers: int | None = None,
+    skip_existing: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Write `<id>.png` pseudo masks (and `<id>.npy` float16 model probabilities before the CRF, if
+    save_probs) for every item of `dataset` (dicts with id, image uint8 (H, W, 3) or
+    image_uint8, and labels when cfg.restrict_to_labels). crf=None: argmax of the probabilities.
+    workers: CRF processes (0 = in this process; default all cores). Returns a summary dict."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = _resolve_device(cfg.device)
+    model.to(device).eval()
+    params = crf_params(crf) if crf is not None else None
+    workers = default_workers() if workers is None else workers
+    pool = ProcessPoolExecutor(max_workers=workers) if (params is not None and workers > 0) else None
+    pending: deque[Future] = deque()
+    n_done = n_skipped = 0
+    t_model = t_crf = 0.0
+    t0 = time.perf_counter()
+    try:
+        for i in tqdm(range(len(dataset)), desc="pseudo masks", disable=not progress, dynamic_ncols=True):
+            item = None if hasattr(dataset, "ids") else dataset[i]
+            item_id = str(dataset.ids[i]) if item is None else str(item["id"])
+            if (
+                skip_existing
+                and (out_dir / f"{item_id}.png").exists()
+                and (not save_probs or (out_dir / f"{item_id}.npy").exists())
+            ):
+                n_skipped += 1
+                continue
+            item = dataset[i] if item is None else item
+            image = _item_image(item)
+            t = time.perf_counter()
+            probs = predict_probs(model, image, cfg, device)
+            t_model += time.perf_counter() - t
+            if cfg.restrict_to_labels:
+                if item.get("labels") is None:
+                    raise ValueError(
+                        f"restrict_to_labels needs image-level labels; item {item_id!r} has none"
+                    )
+                probs = restrict_probs(probs, item["labels"])
+            if save_probs:
+                _save_probs_file(out_dir / f"{item_id}.npy", probs)
+            path = out_dir / f"{item_id}.png"
+            if params is None:
+                _finish(probs, path)
+            elif pool is None:
+                t_crf += _crf_argmax_job(image, probs, params, str(path))
+            else:
+                pending.append(pool.submit(_crf_argmax_job, image, probs, params, str(path)))
+                while len(pending) > 2 * workers:  # bound the memory held by queued jobs
+                    t_crf += pending.popleft().result()
+            n_done += 1
+        while pending:
+            t_crf += pending.popleft().result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    wall = time.perf_counter() - t0
+    return {
+        "n_images": n_done,
+        "n_skipped": n_skipped,
+        "wall_s": wall,
+        "model_s_per_image": t_model / max(n_done, 1),
+        "crf_s_per_image": t_crf / max(n_done, 1),
+        "crf": params.as_dict() if params else None,
+        "infer_config": asdict(cfg),
+        "out_dir": str(out_dir),
+    }
