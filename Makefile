@@ -17,8 +17,9 @@ setup: .venv/.installed
 test: setup
 	$(PY) -m pytest -q
 
+# dvc runs each stage's `python` from PATH, so the venv goes first.
 repro: setup
-	.venv/bin/dvc repro
+	PATH=$(CURDIR)/.venv/bin:$$PATH dvc repro
 
 check: setup
 	$(PY) -m bench.check

@@ -10,6 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+# Without CUDA the Triton kernels run under the interpreter. TRITON_INTERPRET is read when the kernels are
+# defined (first import of weakclip.kernels.triton), so it is set here, before any test module imports them
+# in whatever order pytest collects the files.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VOC_MINI_DEFAULT = REPO_ROOT.parent / "shared" / "data" / "voc-mini"
 
