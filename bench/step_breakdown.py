@@ -1,0 +1,89 @@
+"""Where a WeakCLIP training step's time goes, at the VOC recipe's shape on one GPU.
+
+    python -m bench.step_breakdown [--out results/perf/gpu/step_breakdown.csv] [--precision bf16]
+
+Times each phase of the step with a device sync around it (CLIP image tower, the rest of the forward,
+the loss with its boundary-loss CRFs on the CPU, backward, optimizer), p50 over the timed steps, then
+prints the top CUDA kernels from torch.profiler. Random CLIP weights: speed does not depend on them.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from weakclip.clip_towers import encode_patch_tokens
+from weakclip.losses import WeakCLIPLoss
+from weakclip.model import WeakCLIP, WeakCLIPConfig
+
+from .data import VOC_CLASSES
+from .results import make_row, write_rows
+from .stages.profile import synthetic_batch
+
+
+def phase_times(model, loss_fn, optimizer, data, autocast, iters: int, warmup: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {}
+
+    def timed(name, fn, record):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn()
+        torch.cuda.synchronize()
+        if record:
+            times.setdefault(name, []).append(1e3 * (time.perf_counter() - t0))
+        return out
+
+    for step in range(warmup + iters):
+        record = step >= warmup
+        with autocast:
+            timed("clip_image_tower", lambda: encode_patch_tokens(model.clip, data["image"], model.taps), record)
+            out = timed("forward_total", lambda: model(data["image"]), record)
+        loss = timed("loss_with_crf", lambda: loss_fn(out, data)["total"], record)
+        optimizer.zero_grad(set_to_none=True)
+        timed("backward", loss.backward, record)
+        timed("optimizer", optimizer.step, record)
+    return times
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="results/perf/gpu/step_breakdown.csv")
+    ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    ap.add_argument("--impl", default="triton", choices=["torch", "triton"])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--iters", type=int, default=10)
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("bench.step_breakdown needs a CUDA device")
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    names = list(VOC_CLASSES)
+    model = WeakCLIP(WeakCLIPConfig(arch="ViT-B-16", weights=None, fidelity="release", impl=args.impl), names)
+    model = model.to(device).train()
+    optimizer = torch.optim.AdamW([g for g in model.param_groups(1e-4, 3e-5)], lr=1e-4)
+    loss_fn = WeakCLIPLoss(crf_workers=None)
+    data = synthetic_batch(args.batch, args.size, len(names), device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    try:
+        times = phase_times(model, loss_fn, optimizer, data, autocast, args.iters, warmup=3)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            phase_times(model, loss_fn, optimizer, data, autocast, 2, warmup=0)
+    finally:
+        loss_fn.close()
+    rows = []
+    for phase, values in times.items():
+        p50 = float(np.median(values))
+        print(f"{phase:18s} p50 {p50:8.2f} ms")
+        rows.append(make_row("voc", "voc", "weakclip[release]", "profile", "", f"step_ms:{phase}", p50, unit="ms",
+                             impl=args.impl, precision=args.precision, batch_size=args.batch,
+                             image_size=args.size, device_type="cuda"))
+    write_rows(args.out, rows)
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=20, max_name_column_width=60))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
