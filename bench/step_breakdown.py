@@ -40,7 +40,7 @@ def phase_times(model, loss_fn, optimizer, data, autocast, iters: int, warmup: i
         with autocast:
             timed("clip_image_tower", lambda: encode_patch_tokens(model.clip, data["image"], model.taps), record)
             out = timed("forward_total", lambda: model(data["image"]), record)
-        loss = timed("loss_with_crf", lambda: loss_fn(out, data)["total"], record)
+        loss = timed("loss_with_crf", lambda out=out: loss_fn(out, data)["total"], record)
         optimizer.zero_grad(set_to_none=True)
         timed("backward", loss.backward, record)
         timed("optimizer", optimizer.step, record)
