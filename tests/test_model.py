@@ -197,7 +197,9 @@ def test_release_layers_are_unchained_paper_layers_chained(tiny_clip):
         assert (first is not None and first.abs().sum() > 0) == changes, fidelity
 
 
-def test_one_co_attention_call_per_layer(tiny_clip, monkeypatch):
+@pytest.mark.parametrize("fidelity, n_calls", [("paper", 3), ("release", 1)])
+def test_one_co_attention_call_per_layer(tiny_clip, monkeypatch, fidelity, n_calls):
+    """One call per chained layer; the release's dead layers (their outputs are discarded) are not run."""
     calls = []
     real = matching_mod.co_attention
 
@@ -206,9 +208,9 @@ def test_one_co_attention_call_per_layer(tiny_clip, monkeypatch):
         return real(qt, kt, vt, qv, kv, vv, impl=impl, **kw)
 
     monkeypatch.setattr(matching_mod, "co_attention", counting)
-    m = WeakCLIP(tiny_config(impl="torch"), VOC, clip=tiny_clip).eval()
+    m = WeakCLIP(tiny_config(impl="torch", fidelity=fidelity), VOC, clip=tiny_clip).eval()
     m(torch.randn(2, 3, 64, 64))
-    assert len(calls) == 3
+    assert len(calls) == n_calls
     # (B, heads, K, 64) text and (B, heads, 1 + 8*8, 64) visual
     assert calls[0][:4] == ((2, 4, 21, 64), (2, 4, 21, 64), (2, 4, 65, 64), (2, 4, 65, 64))
     assert calls[0][4] == "torch"
@@ -312,3 +314,20 @@ def test_custom_clip_sizes_dims(tiny_clip):
     m = WeakCLIP(tiny_config(decoder_width=64, decoder_heads=2, fpn_channels=32), VOC, clip=tiny_clip)
     assert m(torch.randn(1, 3, 64, 64))["logits"].shape == (1, 21, 16, 16)
     assert isinstance(m.decoder.head.classifier, nn.Conv2d) and m.decoder.head.classifier.in_channels == 32
+
+
+def test_inference_reuses_class_text_until_the_prompt_changes(tiny_clip, monkeypatch):
+    m = WeakCLIP(tiny_config(fidelity="paper"), VOC, clip=tiny_clip).eval()
+    encodes = []
+    real = m.prompt.forward
+    monkeypatch.setattr(m.prompt, "forward", lambda clip: encodes.append(1) or real(clip))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        first = m(x)["logits"]
+        torch.testing.assert_close(m(x)["logits"], first)
+        assert len(encodes) == 1  # the text tower ran once for two forward passes
+        m.prompt.ctx.add_(1.0)  # an optimizer step changes the context vectors in place
+        changed = m(x)["logits"]
+    assert len(encodes) == 2 and not torch.equal(changed, first)
+    m(x)  # with autograd the prompt is always encoded (its gradient is needed)
+    assert len(encodes) == 3

@@ -62,3 +62,14 @@ def test_to_config_names_unknown_keys():
     with pytest.raises(ValueError, match="iteratons"):
         to_config(TrainConfig, {"iteratons": 5})
     assert to_config(TrainConfig, {"betas": [0.9, 0.99]}).betas == (0.9, 0.99)
+
+
+def test_stage_threads_setting():
+    from bench.stages.common import stage_threads
+
+    assert stage_threads(None, "prepare") is None
+    assert stage_threads(2, "train_weakclip@paper") == 2
+    setting = {"default": 2, "pseudo_masks": 1}
+    assert stage_threads(setting, "pseudo_masks@release") == 1
+    assert stage_threads(setting, "train_seg@seeds") == 2
+    assert stage_threads({"pseudo_masks": 1}, "prepare") is None

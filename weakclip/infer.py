@@ -72,35 +72,36 @@ def _model_logits(model, x: torch.Tensor, key: str) -> torch.Tensor:
     return (out[key] if isinstance(out, dict) else out).float()
 
 
-def slide_logits(model, image: torch.Tensor, cfg: InferConfig) -> torch.Tensor:
-    """Window-averaged logits (K, h, w) at the size of `image` (3, h, w), already normalised.
+def slide_logits(model, images: torch.Tensor, cfg: InferConfig) -> torch.Tensor:
+    """Window-averaged logits (n, K, h, w) for `images` (n, 3, h, w) of one size, already normalised.
 
-    An image smaller than the window in a dimension is padded (bottom/right, value 0 = the mean
-    colour after normalisation) up to the window and the padding is cropped off the logits.
+    The windows of all n views (e.g. an image and its flip) go through the model together, up to
+    `window_batch` crops per forward pass. A view smaller than the window in a dimension is padded
+    (bottom/right, value 0 = the mean colour after normalisation) and the padding cropped off the logits.
     """
-    _, h, w = image.shape
+    n, _, h, w = images.shape
     ph, pw = max(h, cfg.window), max(w, cfg.window)
     if (ph, pw) != (h, w):
-        image = F.pad(image, (0, pw - w, 0, ph - h))
+        images = F.pad(images, (0, pw - w, 0, ph - h))
     boxes = [
-        (y, x)
+        (v, y, x)
+        for v in range(n)
         for y in window_starts(ph, cfg.window, cfg.stride)
         for x in window_starts(pw, cfg.window, cfg.stride)
     ]
-    acc, count = None, torch.zeros(1, ph, pw, device=image.device)
+    acc, count = None, torch.zeros(1, ph, pw, device=images.device)
     for i in range(0, len(boxes), cfg.window_batch):
         chunk = boxes[i : i + cfg.window_batch]
-        crops = torch.stack(
-            [image[:, y : y + cfg.window, x : x + cfg.window] for y, x in chunk]
-        )  # (b, 3, win, win)
+        crops = torch.stack([images[v, :, y : y + cfg.window, x : x + cfg.window] for v, y, x in chunk])
         logits = _model_logits(model, crops, cfg.output_key)  # (b, K, win/4, win/4)
         logits = F.interpolate(logits, size=(cfg.window, cfg.window), mode="bilinear", align_corners=False)
         if acc is None:
-            acc = torch.zeros(logits.shape[1], ph, pw, device=image.device)
-        for (y, x), lg in zip(chunk, logits):
-            acc[:, y : y + cfg.window, x : x + cfg.window] += lg
-            count[:, y : y + cfg.window, x : x + cfg.window] += 1
-    return (acc / count)[:, :h, :w]
+            acc = torch.zeros(n, logits.shape[1], ph, pw, device=images.device)
+        for (v, y, x), lg in zip(chunk, logits):
+            acc[v, :, y : y + cfg.window, x : x + cfg.window] += lg
+            if v == 0:  # every view has the same windows
+                count[:, y : y + cfg.window, x : x + cfg.window] += 1
+    return (acc / count)[..., :h, :w]
 
 
 def scaled_size(h: int, w: int, cfg: InferConfig, ratio: float) -> tuple[int, int]:
@@ -139,15 +140,14 @@ def predict_probs(
             else img
         )
         x = (x - mean) / std  # (3, sh, sw)
-        for flip in (False, True) if cfg.flip else (False,):
-            xi = x.flip(-1) if flip else x
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = slide_logits(model, xi, cfg)  # (K, sh, sw)
-            if flip:
-                logits = logits.flip(-1)
-            logits = F.interpolate(logits[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-            p = logits.softmax(0)
-            probs = p if probs is None else probs + p
+        views = torch.stack([x, x.flip(-1)]) if cfg.flip else x[None]  # (n, 3, sh, sw)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = slide_logits(model, views, cfg)  # (n, K, sh, sw)
+        if cfg.flip:
+            logits = torch.stack([logits[0], logits[1].flip(-1)])
+        logits = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
+        p = logits.softmax(1).sum(0)  # (K, h, w), summed over the views
+        probs = p if probs is None else probs + p
     n = len(cfg.scales) * (2 if cfg.flip else 1)
     return (probs / n).float().cpu().numpy()
 

@@ -17,8 +17,8 @@ matching score map S = cos(V_patches, T): (B, K, h, w).
 
 ``fidelity``:
 - "release": every layer is applied to the decoder's ORIGINAL (projected) input and only the last layer's
-  output is kept, as in the public release; layers 1..L-1 are still computed but do not affect the output
-  (they get no gradient).
+  output is kept, as in the public release. Layers 1..L-1 cannot affect the output (and get no gradient),
+  so they are not run: the output is exactly the release's, at a third of the decoder cost for L = 3.
 - "paper": the layers are chained (layer i+1 consumes layer i's output).
 """
 
@@ -130,9 +130,10 @@ class CoAttentionMatching(nn.Module):
         xt0 = t2p.text_proj(text)  # (B, K, w): queries of text->pixel
         xv0 = p2t.visual_proj(visual)  # (B, N, w): queries of pixel->text
         xt, xv = xt0, xv0
-        for lt, lv in zip(t2p.layers, p2t.layers, strict=True):
-            if self.fidelity == "release":  # every layer sees the original input; only the last one survives
-                xt, xv = xt0, xv0
+        pairs = list(zip(t2p.layers, p2t.layers, strict=True))
+        if self.fidelity == "release":  # every layer sees the original input; only the last one survives
+            pairs = pairs[-1:]
+        for lt, lv in pairs:
             at, av = lt.self_attend(xt), lv.self_attend(xv)
             qt, kv, vv = lt.cross_inputs(at, visual_mem)  # (B,H,K,d), (B,H,N,d), (B,H,N,d)
             qv, kt, vt = lv.cross_inputs(av, text_mem)  # (B,H,N,d), (B,H,K,d), (B,H,K,d)

@@ -116,6 +116,7 @@ class WeakCLIP(nn.Module):
         cfg = WeakCLIPConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
         self.cfg = cfg
         self.class_names = list(class_names)
+        self._text_cache: tuple | None = None  # (ctx version key, T) for inference, see class_text()
         if clip is None:
             clip = build_clip(cfg.arch, cfg.weights, **cfg.clip_overrides)
         self.clip = freeze(clip)
@@ -179,11 +180,26 @@ class WeakCLIP(nn.Module):
         vis_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.clip.visual.parameters())
         with torch.set_grad_enabled(vis_grad):  # nothing trainable precedes the image tower
             cls, patches, taps = encode_patch_tokens(self.clip, images, self.taps)
-        text = self.prompt(self.clip)  # (K, E)
+        text = self.class_text()  # (K, E)
         feats = self.adapter(taps) if self.adapter is not None else taps
         score = self.matching(cls, patches, text)["score_map"]  # (B, K, h, w)
         logits = self.decoder(feats, score, (H // 4, W // 4))
         return {"logits": logits, "aux_logits": score / self.cfg.temperature, "score_map": score}
+
+    def class_text(self) -> torch.Tensor:
+        """The class text embeddings T (K, E). Without autograd (inference) the text tower runs once and
+        T is reused until the prompt's context vectors change (an optimizer step or a weight load bumps
+        their version counter), so sliding-window and multi-scale inference do not re-encode the prompts."""
+        ctx = getattr(self.prompt, "ctx", None)  # None: fixed prompt, T is a buffer already
+        if torch.is_grad_enabled() or ctx is None:
+            self._text_cache = None
+            return self.prompt(self.clip)
+        key = (ctx.data_ptr(), ctx._version, ctx.device)
+        cached = self._text_cache
+        if cached is None or cached[0] != key:
+            cached = (key, self.prompt(self.clip))
+            self._text_cache = cached
+        return cached[1]
 
     def _parts(self) -> dict[str, nn.Module]:
         parts = {"prompt": self.prompt, "matching": self.matching, "decoder": self.decoder}

@@ -29,7 +29,8 @@ class SegNetConfig:
     iterations: int = 20000
     batch_size: int = 10
     lr: float = 1e-3  # backbone lr; the head gets lr * head_lr_mult
-    momentum: float = 0.9
+    optimizer: str = "sgd"  # "sgd" (the DeepLab recipe, for ImageNet-initialised backbones) or "adamw"
+    momentum: float = 0.9  # sgd only
     weight_decay: float = 5e-4
     poly_power: float = 0.9
     head_lr_mult: float = 10.0

@@ -34,13 +34,19 @@ def poly_lr(base_lr: float, it: int, total: int, power: float) -> float:
     return base_lr * (1.0 - it / total) ** power
 
 
-def make_optimizer(model: DeepLabLargeFOV, cfg: SegNetConfig) -> torch.optim.SGD:
-    """SGD with two groups: backbone at cfg.lr, the new head at cfg.lr * cfg.head_lr_mult."""
+def make_optimizer(model: DeepLabLargeFOV, cfg: SegNetConfig) -> torch.optim.Optimizer:
+    """Two groups: backbone at cfg.lr, the new head at cfg.lr * cfg.head_lr_mult. SGD with momentum is the
+    DeepLab recipe for an ImageNet-initialised backbone; "adamw" is for a randomly initialised one (the
+    synthetic profile has no pretrained weights, and SGD from scratch learned little in a CPU budget)."""
     backbone, head = model.param_groups()
     groups = [{"params": backbone, "lr_mult": 1.0}, {"params": head, "lr_mult": cfg.head_lr_mult}]
     for g in groups:
         g["lr"] = cfg.lr * g["lr_mult"]
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"segnet: optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

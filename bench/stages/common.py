@@ -47,17 +47,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def stage_threads(setting, stage_name: str) -> int | None:
+    """torch threads for a stage from params `threads`: null (torch's default), an int for every stage, or
+    {default: n, <stage>: n} keyed by the stage name before '@'. On a 2-core machine, stages whose model
+    runs while a CRF pool works (pseudo masks, CRF refiners, stage-3 evaluation) need 1 thread: two
+    threads fighting the pool's processes for the cores ran several times slower than one."""
+    if isinstance(setting, dict):
+        setting = setting.get(stage_name.split("@")[0], setting.get("default"))
+    return int(setting) if setting else None
+
+
 @contextlib.contextmanager
 def run_stage(name: str):
     """Load params, time the stage, and record its wall time in results/timing/<name>.json."""
     params = load_params()
     stage = Stage(name, params)
-    if params.get("threads"):
-        # On a small shared CPU one torch thread per process is several times faster than two
-        # (the CRF pools use the other core); real profiles leave this unset.
+    threads = stage_threads(params.get("threads"), name)
+    if threads:
         import torch
 
-        torch.set_num_threads(int(params["threads"]))
+        torch.set_num_threads(threads)
     start = time.perf_counter()
     yield stage
     seconds = time.perf_counter() - start
