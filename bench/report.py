@@ -133,8 +133,9 @@ def claims_table(rows: pd.DataFrame) -> pd.DataFrame:
         mean = dict(zip(pp["method"], pp["mean"]))
         ff = final[final["profile"] == profile]
         fmean = dict(zip(ff["method"], ff["mean"]))
-        seeds = [m for m in fmean if m.startswith("seeds:")] or [m for m in mean if m.startswith("seeds:cam")]
-        if not seeds:
+        # The main seeds: the ones stage 3 trained on, else the only seed source scored.
+        seeds = [m for m in fmean if m.startswith("seeds:")] or [m for m in mean if m.startswith("seeds:")]
+        if len(seeds) != 1:
             continue
         seed = seeds[0]
         free = {m: v for m, v in mean.items() if m in TRAINING_FREE_REFINERS}

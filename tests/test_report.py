@@ -31,3 +31,22 @@ def test_claims_hold_and_fail_on_the_means():
     assert holds["stage 3 on `weakclip[release]` masks above stage 3 on the seeds"] == "**no**"
     assert table["compared with (%)"].iloc[1] == "50.0 (crf)"
     assert table["ours (%)"].iloc[0] == "45.0"  # mean over the two run seeds
+
+
+def test_claims_without_stage_3_use_the_only_seed_source():
+    rows = _rows({
+        ("pseudo_mask", "seeds:clip_es"): [0.30],
+        ("pseudo_mask", "weakclip[release]"): [0.35],
+    })
+    table = claims_table(rows)
+    assert list(table["compared with (%)"]) == ["30.0 (seeds:clip_es)"]
+    assert list(table["holds"]) == ["yes"]
+
+
+def test_claims_skip_a_profile_whose_main_seeds_are_ambiguous():
+    rows = _rows({
+        ("pseudo_mask", "seeds:cam"): [0.30],
+        ("pseudo_mask", "seeds:clip_es"): [0.20],
+        ("pseudo_mask", "weakclip[release]"): [0.35],
+    })
+    assert claims_table(rows).empty

@@ -50,7 +50,7 @@ def seed_everything(seed: int) -> None:
 def stage_threads(setting, stage_name: str) -> int | None:
     """torch threads for a stage from params `threads`: null (torch's default), an int for every stage, or
     {default: n, <stage>: n} keyed by the stage name before '@'. On a 2-core machine, stages whose model
-    runs while a CRF pool works (pseudo masks, CRF refiners, stage-3 evaluation) need 1 thread: two
+    runs while a CRF pool works (pseudo masks, stage-3 evaluation) need 1 thread: two
     threads fighting the pool's processes for the cores ran several times slower than one."""
     if isinstance(setting, dict):
         setting = setting.get(stage_name.split("@")[0], setting.get("default"))
