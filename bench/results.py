@@ -7,8 +7,8 @@ never be mistaken for a VOC number, and the git revision, versions and device th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 

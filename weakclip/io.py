@@ -10,8 +10,8 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -122,6 +122,5 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 def save_probs(path: str | os.PathLike, probs: np.ndarray) -> None:
     """Save class probabilities (K, H, W) as float16 .npy, atomically."""
-    with atomic_path(path, suffix=".npy") as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(probs, dtype=np.float16))
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(probs, dtype=np.float16))

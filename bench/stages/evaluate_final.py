@@ -32,8 +32,8 @@ def main() -> int:
                 publish_dir(work, final)
                 res = evaluate_masks(final, gt_dir, ds.ids, ds.num_classes,
                                      exclude_classes=getattr(ds, "unused_classes", ()), class_names=ds.class_names)
-                common = dict(profile=stage.profile, dataset=ds.name, method=name, stage="final", split=split,
-                              seed=seed, backbone=cfg.backbone)
+                common = {"profile": stage.profile, "dataset": ds.name, "method": name, "stage": "final",
+                          "split": split, "seed": seed, "backbone": cfg.backbone}
                 rows.append(make_row(metric="miou", value=res["miou"], **common))
                 for cls, iou in zip(ds.class_names, res["iou"]):
                     rows.append(make_row(metric=f"iou:{cls}", value=iou, **common))

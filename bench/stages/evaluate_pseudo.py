@@ -40,8 +40,8 @@ def score_methods(stage: Stage, ds, gt_dir: Path) -> tuple[list[dict], dict]:
     for method, folder, seed in method_dirs(stage):
         res = evaluate_masks(folder, gt_dir, ds.ids, ds.num_classes, pred_ignore=pred_ignore,
                              exclude_classes=getattr(ds, "unused_classes", ()), class_names=ds.class_names)
-        common = dict(profile=stage.profile, dataset=ds.name, method=method, stage="pseudo_mask", split=split,
-                      seed=seed, pred_ignore=pred_ignore, masks=rel(folder))
+        common = {"profile": stage.profile, "dataset": ds.name, "method": method, "stage": "pseudo_mask",
+                  "split": split, "seed": seed, "pred_ignore": pred_ignore, "masks": rel(folder)}
         rows.append(make_row(metric="miou", value=res["miou"], **common))
         rows.append(make_row(metric="coverage", value=res["coverage"], **common))
         for name, iou in zip(ds.class_names, res["iou"]):

@@ -16,7 +16,7 @@ from weakclip.io import write_json
 
 from ..data import build_dataset
 from ..results import write_metrics
-from .common import DATA, RESULTS, REPO_ROOT, Stage, run_stage
+from .common import DATA, REPO_ROOT, RESULTS, Stage, run_stage
 
 PREPARED = DATA / "prepared"
 

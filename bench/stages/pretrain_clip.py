@@ -19,7 +19,7 @@ from weakclip.pretrain import PretrainConfig, pretrain_clip
 
 from ..params import to_config
 from ..results import make_row, write_metrics, write_rows
-from .common import DATA, RESULTS, REPO_ROOT, Stage, run_stage
+from .common import DATA, REPO_ROOT, RESULTS, Stage, run_stage
 
 CLIP_DIR = DATA / "clip"
 

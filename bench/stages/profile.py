@@ -28,7 +28,7 @@ from weakclip.model import WeakCLIP, WeakCLIPConfig
 
 from ..data import VOC_CLASSES, build_dataset
 from ..results import make_row, write_rows
-from .common import RESULTS, REPO_ROOT, run_stage
+from .common import REPO_ROOT, RESULTS, run_stage
 
 VOC_SCHEDULE_IMAGES = 20_000 * 16  # 20k iterations x batch 16 (spec/weakclip.md)
 

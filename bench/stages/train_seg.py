@@ -16,7 +16,7 @@ from pathlib import Path
 from ..data import build_dataset
 from ..data.transforms import TorchSegDataset, TrainTransform
 from ..segnet import SegNetConfig, train_segnet
-from .common import DATA, RESULTS, REPO_ROOT, Stage, run_stage, seed_everything
+from .common import DATA, REPO_ROOT, RESULTS, Stage, run_stage, seed_everything
 from .seeds import fresh_dir, publish_dir
 
 

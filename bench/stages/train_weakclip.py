@@ -22,7 +22,7 @@ from weakclip.train import TrainConfig, train
 from ..data import build_dataset
 from ..data.transforms import TorchSegDataset, TrainTransform
 from ..params import to_config
-from .common import DATA, RESULTS, REPO_ROOT, Stage, run_stage, seed_everything
+from .common import DATA, REPO_ROOT, RESULTS, Stage, run_stage, seed_everything
 from .seeds import fresh_dir, publish_dir
 
 FIDELITIES = ("release", "paper")
