@@ -81,3 +81,26 @@ def test_no_reference_is_an_error(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"profile": "unit", "check": {"gates": GATES}}))
     assert check.main(["--params", str(params), "--results", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_number_within_tolerance_of_zero_is_left_out_of_the_reference(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"profile": "unit", "check": {"gates": GATES}}))
+    results = tmp_path / "results"
+    _write(results, [0.01, 0.015, 0.02], speed=100.0, mem=1000.0)  # mean 0.015 < tolerance 0.02
+    args = ["--params", str(params), "--results", str(results)]
+    assert check.main(args + ["--update-reference"]) == 0
+    assert "not gated: pseudo_mask weakclip miou" in capsys.readouterr().out
+    ref = pd.read_csv(results / "reference" / "unit.csv")
+    assert "miou" not in set(ref["metric"])
+
+
+def test_a_reference_row_that_cannot_fail_fails_the_check(setup, capsys):
+    results, args = setup
+    ref_path = results / "reference" / "unit.csv"
+    ref = pd.read_csv(ref_path)
+    ref.loc[ref["metric"] == "miou", "value"] = 0.01  # bound 0.01 - 0.02 < 0: any mIoU would pass
+    ref.to_csv(ref_path, index=False)
+    assert check.main(args) == 1
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "miou" in ln)
+    assert "CANNOT FAIL" in line
