@@ -16,20 +16,41 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _PACKAGES = ("torch", "open_clip_torch", "timm", "triton", "numpy", "pandas", "dvc", "pydensecrf2")
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, cwd: Path = REPO_ROOT) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10,
                              check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def git_revision() -> dict:
-    """{'sha': str|None, 'dirty': bool|None}; dirty ignores the pipeline's own outputs under results/."""
-    sha = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results", ":(exclude)dvc.lock")
-    return {"sha": sha, "dirty": None if status is None else bool(status)}
+def git_revision(root: Path = REPO_ROOT) -> dict:
+    """{'sha': str|None, 'dirty': bool|None}; dirty ignores the pipeline's own outputs (results/, dvc.lock),
+    and a params.yaml that holds a committed profile exactly (`python -m bench.profiles use NAME` with no
+    path overrides): that run is the commit's own profile NAME, which every result row names."""
+    sha = _git("rev-parse", "HEAD", cwd=root)
+    # tracked files that differ from HEAD, staged or not
+    status = _git("diff", "--name-only", "HEAD", "--", ".", ":(exclude)results", ":(exclude)dvc.lock", cwd=root)
+    if status is None:
+        return {"sha": sha, "dirty": None}
+    changed = status.splitlines()
+    if changed == ["params.yaml"] and _params_are_a_committed_profile(root):
+        changed = []
+    return {"sha": sha, "dirty": bool(changed)}
+
+
+def _params_are_a_committed_profile(root: Path) -> bool:
+    import yaml
+
+    try:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        profile = root / "profiles" / f"{params['profile']}.yaml"
+        if _git("status", "--porcelain", "--", str(profile.relative_to(root)), cwd=root) != "":
+            return False  # the profile file itself is modified or untracked
+        return params == yaml.safe_load(profile.read_text())
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return False
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,64 @@
+"""The dirty flag: code changes make a tree dirty; a params.yaml holding a committed profile does not."""
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from bench.provenance import git_revision
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+
+def _git(root, *args):
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    for name, iters in (("synthetic", 320), ("ci", 60)):
+        (tmp_path / "profiles" / f"{name}.yaml").write_text(yaml.safe_dump({"profile": name, "iters": iters}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"profile": "synthetic", "iters": 320}))
+    (tmp_path / "code.py").write_text("x = 1\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    return tmp_path
+
+
+def test_clean_tree(repo):
+    rev = git_revision(repo)
+    assert rev["dirty"] is False and len(rev["sha"]) == 40
+
+
+def test_results_and_lock_do_not_count(repo):
+    (repo / "results").mkdir()
+    (repo / "results" / "x.csv").write_text("a\n")
+    _git(repo, "add", "results")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "r")
+    (repo / "results" / "x.csv").write_text("b\n")
+    assert git_revision(repo)["dirty"] is False
+
+
+def test_a_code_change_is_dirty(repo):
+    (repo / "code.py").write_text("x = 2\n")
+    assert git_revision(repo)["dirty"] is True
+
+
+def test_params_switched_to_another_committed_profile_is_clean(repo):
+    # what `python -m bench.profiles use ci` writes: a header comment, then the profile's params
+    (repo / "params.yaml").write_text("# Active profile: ci\n" + yaml.safe_dump({"profile": "ci", "iters": 60}))
+    assert git_revision(repo)["dirty"] is False
+
+
+@pytest.mark.parametrize("params", [{"profile": "ci", "iters": 61}, {"profile": "nope", "iters": 60}])
+def test_params_that_are_no_committed_profile_are_dirty(repo, params):
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    assert git_revision(repo)["dirty"] is True
+
+
+def test_params_matching_an_edited_profile_file_are_dirty(repo):
+    (repo / "profiles" / "ci.yaml").write_text(yaml.safe_dump({"profile": "ci", "iters": 61}))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"profile": "ci", "iters": 61}))
+    assert git_revision(repo)["dirty"] is True
