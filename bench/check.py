@@ -27,6 +27,7 @@ from .provenance import REPO_ROOT, environment
 
 RESULTS = REPO_ROOT / "results"
 KEY = ["stage", "method", "split", "metric"]
+SCORE_FLOOR = 0.0  # the lowest value an "abs" (score) number can take
 
 
 def current_numbers(results_dir: Path, profile: str) -> pd.DataFrame:
@@ -38,9 +39,6 @@ def current_numbers(results_dir: Path, profile: str) -> pd.DataFrame:
     rows = rows[(rows["profile"] == profile) & rows["value"].notna()]
     rows = rows.assign(split=rows["split"].fillna(""), method=rows["method"].fillna(""))
     return rows.groupby(KEY, as_index=False)["value"].mean()
-
-
-SCORE_FLOOR = 0.0  # the lowest value an "abs" (score) number can take
 
 
 def bound_of(ref: float, kind: str, tolerance: float, higher: bool) -> float:

@@ -35,9 +35,8 @@ def git_revision(root: Path = REPO_ROOT) -> dict:
     if status is None:
         return {"sha": sha, "dirty": None}
     changed = status.splitlines()
-    if changed == ["params.yaml"] and _params_are_a_committed_profile(root):
-        changed = []
-    return {"sha": sha, "dirty": bool(changed)}
+    profile_switch = changed == ["params.yaml"] and _params_are_a_committed_profile(root)
+    return {"sha": sha, "dirty": bool(changed) and not profile_switch}
 
 
 def _params_are_a_committed_profile(root: Path) -> bool:
