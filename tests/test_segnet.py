@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from bench.data.transforms import TorchSegDataset, TrainTransform
@@ -218,3 +219,23 @@ def test_local_weights_file_is_loaded(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "wrong.pth")
     with pytest.raises(ValueError, match="missing keys"):
         build_segnet(tiny_cfg(weights=str(tmp_path / "wrong.pth")))
+
+
+@pytest.mark.parametrize("size", [8, 12, 13, 20])
+def test_dilated_conv_shortcut_matches_the_full_conv(size):
+    """Maps no larger than the dilation skip the off-centre taps; output and weight gradient must not change."""
+    from bench.segnet.model import DilatedConv3x3
+
+    torch.manual_seed(0)
+    conv = DilatedConv3x3(6, 5, dilation=12, bias=True)
+    x = torch.randn(2, 6, size, size)
+    out = conv(x)
+    out.square().sum().backward()
+    shortcut_grad = conv.weight.grad.clone()
+    conv.weight.grad = None
+    reference = F.conv2d(x, conv.weight, conv.bias, padding=12, dilation=12)
+    reference.square().sum().backward()
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shortcut_grad, conv.weight.grad, rtol=1e-5, atol=1e-5)
+    if size <= 12:
+        assert shortcut_grad[:, :, 0].abs().sum() == 0  # the off-centre weights get no gradient on small maps

@@ -132,3 +132,41 @@ def test_torch_dataset_batches(tiny_voc_root):
     no_masks = TorchSegDataset(VOCDataset(tiny_voc_root, "val", with_masks=False), EvalTransform())
     item = no_masks[0]
     assert item["mask"].shape == (24, 32) and (item["mask"] == 255).all()
+
+
+class _CountingDataset:
+    """Wraps a SegDataset and counts how often an item is decoded."""
+
+    def __init__(self, dataset):
+        self.dataset, self.reads = dataset, 0
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        self.reads += 1
+        return self.dataset[index]
+
+
+def test_item_cache_decodes_once_within_budget(tiny_voc_root):
+    source = _CountingDataset(VOCDataset(tiny_voc_root, "train"))
+    item_bytes = sum(a.nbytes for a in (source.dataset[0]["image"], source.dataset[0]["mask"]))
+    transform = EvalTransform()
+    cached = TorchSegDataset(source, transform, cache_mb=2.5 * item_bytes / 2**20)  # room for 2 items
+    first = [cached[i] for i in range(len(source))]
+    reads_after_first_epoch = source.reads
+    second = [cached[i] for i in range(len(source))]
+    assert reads_after_first_epoch == len(source)
+    assert source.reads - reads_after_first_epoch == len(source) - 2  # only the 2 cached items skip decoding
+    for a, b in zip(first, second):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"]) and a["id"] == b["id"]
+    assert not cached.decoded(0)["image"].flags.writeable  # a transform cannot edit the shared copy
+
+
+def test_item_cache_off_by_default_and_rejects_negative(tiny_voc_root):
+    source = _CountingDataset(VOCDataset(tiny_voc_root, "train"))
+    plain = TorchSegDataset(source, EvalTransform())
+    plain[0], plain[0]
+    assert source.reads == 2
+    with pytest.raises(ValueError, match="cache_mb"):
+        TorchSegDataset(source, EvalTransform(), cache_mb=-1)

@@ -48,7 +48,7 @@ def train_one(stage: Stage, method: str, run_seed: int, out: Path, log_path: Pat
     cfg = segnet_config(stage, ds.num_classes, run_seed)
     transform = TrainTransform(crop_size=cfg.crop_size, scale_range=cfg.scale_range, mean=cfg.mean, std=cfg.std,
                                **stage.get("segnet.transform"))
-    summary = train_segnet(cfg, TorchSegDataset(ds, transform), out)
+    summary = train_segnet(cfg, TorchSegDataset(ds, transform, cache_mb=stage.get("cache_mb", 0)), out)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "train_log.jsonl", log_path)
     (out / "last.pt").unlink(missing_ok=True)  # resumable state is not a pipeline output

@@ -59,7 +59,8 @@ def train_variant(stage: Stage, variant: str, run_seed: int, out: Path, log_path
     transform = TrainTransform(**stage.get("weakclip.transform"), mean=model.cfg.image_mean, std=model.cfg.image_std)
     loss = WeakCLIPLoss(**stage.get("weakclip.loss"))
     try:
-        summary = train(model, loss, TorchSegDataset(ds, transform), train_cfg, out, resume=False)
+        data = TorchSegDataset(ds, transform, cache_mb=stage.get("cache_mb", 0))
+        summary = train(model, loss, data, train_cfg, out, resume=False)
     finally:
         loss.crf.close()
     summary["parameters"] = model.count_parameters()
