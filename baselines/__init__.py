@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 
+from .runner import refine_folder  # light: numpy and tqdm only
+
 
 class _LazyRegistry(Mapping):
     """name -> function, importing the method's module on first use: a stage that runs the threshold
@@ -44,13 +46,6 @@ REFINERS = _LazyRegistry(
 )
 
 TRAINERS = _LazyRegistry({"cam": "cam:fit", "random_walk": "random_walk:fit"})
-
-
-def refine_folder(*args, **kwargs):
-    """baselines.runner.refine_folder (imported on first use, as the methods are)."""
-    from .runner import refine_folder as run
-
-    return run(*args, **kwargs)
 
 
 __all__ = ["REFINERS", "SEED_SOURCES", "TRAINERS", "refine_folder"]
