@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -46,11 +47,12 @@ def predict_segnet(model: torch.nn.Module, image: np.ndarray, cfg: SegNetConfig)
 
 
 def predict_folder(
-    model: torch.nn.Module, dataset, out_dir: str | Path, cfg: SegNetConfig, chunk: int = 16
+    model: torch.nn.Module, dataset, out_dir: str | Path, cfg: SegNetConfig, chunk: int = 16,
+    progress: bool = True, on_image: Callable[[], None] | None = None,
 ) -> dict:
     """Write out_dir/<id>.png (VOC palette, 0..K-1) for every item of a SegDataset (dict(id, image
     uint8 (H, W, 3), ...)): multi-scale + flip, then the cfg.crf preset (if any) in a process pool,
-    then argmax. Returns dict(n_images, crf)."""
+    then argmax; on_image() after each image's network pass. Returns dict(n_images, crf)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = crf_params(cfg.crf) if cfg.crf else None
@@ -67,9 +69,11 @@ def predict_folder(
         pending.clear()
 
     try:
-        for i in tqdm(range(len(dataset)), desc="predict_seg", dynamic_ncols=True):
+        for i in tqdm(range(len(dataset)), desc="predict_seg", dynamic_ncols=True, disable=not progress):
             item = dataset[i]
             pending.append((item["id"], item["image"], predict_segnet(model, item["image"], cfg)))
+            if on_image is not None:
+                on_image()
             if len(pending) >= chunk:
                 flush()
         if pending:

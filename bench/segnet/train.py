@@ -11,6 +11,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -144,10 +145,12 @@ def _resume(out_dir: Path, model, optimizer, cfg: SegNetConfig) -> int:
     return int(ckpt["iteration"])
 
 
-def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path) -> dict:
+def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path, progress: bool = True,
+                 on_iteration: Callable[[int], None] | None = None) -> dict:
     """Train on items dict(image (3,H,W) float normalised, mask (H,W) long, 255 = ignore), all the
     same size (the crop). Writes out_dir/{model.pt, last.pt, train_log.jsonl, train_summary.json};
-    resumes from out_dir/last.pt when it exists. Returns the summary."""
+    resumes from out_dir/last.pt when it exists. Returns the summary. progress: show a bar;
+    on_iteration(done) runs after every iteration."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if len(train_dataset) == 0:
@@ -172,7 +175,8 @@ def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path)
     window_loss, window_n, seen, loss_value = 0.0, 0, 0, math.nan
     with open(out_dir / LOG, "a") as log_f:
         bar = tqdm(
-            loader, total=len(sampler), initial=0, desc=f"train_seg {cfg.backbone}", dynamic_ncols=True
+            loader, total=len(sampler), initial=0, desc=f"train_seg {cfg.backbone}", dynamic_ncols=True,
+            disable=not progress,
         )
         for it, batch in enumerate(bar, start=start):
             lr = poly_lr(cfg.lr, it, cfg.iterations, cfg.poly_power)
@@ -193,6 +197,8 @@ def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path)
             loss_value = loss.item()
             window_loss, window_n, seen = window_loss + loss_value, window_n + 1, seen + len(images)
             done = it + 1
+            if on_iteration is not None:
+                on_iteration(done)
             if done % cfg.log_every == 0 or done == cfg.iterations:
                 now = time.perf_counter()
                 ips = window_n * cfg.batch_size / max(now - t_window, 1e-9)

@@ -3,6 +3,7 @@ params) and is scored with the same evaluator. Writes data/final/<method>/s<seed
 results/metrics/{final.csv, final.json}."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -11,33 +12,44 @@ from ..data import build_dataset
 from ..metrics import evaluate_masks
 from ..results import make_row, write_metrics, write_rows
 from ..segnet import load_segnet, predict_folder
-from .common import DATA, RESULTS, run_stage
+from .common import DATA, RESULTS, Stage, run_stage
+from .parallel import in_worker, report_progress, run_jobs
 from .seeds import fresh_dir, publish_dir
 from .train_seg import method_masks
 
 
+def evaluate_one(stage: Stage, method: str, seed: int) -> tuple[str, list[dict], float]:
+    """Predict val with one stage-3 model and score it: (method name, result rows, mIoU)."""
+    split = stage.data_cfg["val_split"]
+    ds = build_dataset(stage.data_cfg, split)
+    gt_dir = ds.mask_path(ds.ids[0]).parent
+    name, _ = method_masks(stage, method, seed)
+    model, cfg = load_segnet(DATA / "segnet" / method / f"s{seed}" / "model.pt")
+    if in_worker():  # the jobs side by side already fill the cores: one CRF process each
+        cfg = dataclasses.replace(cfg, crf_workers=1)
+    final = DATA / "final" / method / f"s{seed}"
+    work = fresh_dir(final)
+    predict_folder(model, ds, work, cfg, progress=not in_worker(), on_image=lambda: report_progress())
+    publish_dir(work, final)
+    res = evaluate_masks(final, gt_dir, ds.ids, ds.num_classes,
+                         exclude_classes=getattr(ds, "unused_classes", ()), class_names=ds.class_names)
+    common = {"profile": stage.profile, "dataset": ds.name, "method": name, "stage": "final",
+              "split": split, "seed": seed, "backbone": cfg.backbone}
+    rows = [make_row(metric="miou", value=res["miou"], **common)]
+    for cls, iou in zip(ds.class_names, res["iou"]):
+        rows.append(make_row(metric=f"iou:{cls}", value=iou, **common))
+    return name, rows, res["miou"]
+
+
 def main() -> int:
     with run_stage("evaluate_final") as stage:
-        split = stage.data_cfg["val_split"]
-        ds = build_dataset(stage.data_cfg, split)
-        gt_dir = ds.mask_path(ds.ids[0]).parent
+        jobs = [(stage, method, seed) for method in stage.get("segnet.methods") for seed in stage.get("run_seeds")]
+        n_val = len(build_dataset(stage.data_cfg, stage.data_cfg["val_split"]))
+        results = run_jobs(evaluate_one, jobs, stage.get("parallel", None), "evaluate_final", len(jobs) * n_val)
         rows, summary = [], {}
-        for method in stage.get("segnet.methods"):
-            for seed in stage.get("run_seeds"):
-                name, _ = method_masks(stage, method, seed)
-                model, cfg = load_segnet(DATA / "segnet" / method / f"s{seed}" / "model.pt")
-                final = DATA / "final" / method / f"s{seed}"
-                work = fresh_dir(final)
-                predict_folder(model, ds, work, cfg)
-                publish_dir(work, final)
-                res = evaluate_masks(final, gt_dir, ds.ids, ds.num_classes,
-                                     exclude_classes=getattr(ds, "unused_classes", ()), class_names=ds.class_names)
-                common = {"profile": stage.profile, "dataset": ds.name, "method": name, "stage": "final",
-                          "split": split, "seed": seed, "backbone": cfg.backbone}
-                rows.append(make_row(metric="miou", value=res["miou"], **common))
-                for cls, iou in zip(ds.class_names, res["iou"]):
-                    rows.append(make_row(metric=f"iou:{cls}", value=iou, **common))
-                summary.setdefault(name, []).append(res["miou"])
+        for name, job_rows, miou in results:
+            rows += job_rows
+            summary.setdefault(name, []).append(miou)
         write_rows(RESULTS / "metrics" / "final.csv", rows)
         write_metrics(RESULTS / "metrics" / "final.json", stage.profile,
                       {"miou": {m: float(np.mean(v)) for m, v in summary.items()}}, params=stage.get("segnet"))

@@ -17,6 +17,7 @@ from ..data import build_dataset
 from ..data.transforms import TorchSegDataset, TrainTransform
 from ..segnet import SegNetConfig, train_segnet
 from .common import DATA, REPO_ROOT, RESULTS, Stage, run_stage, seed_everything
+from .parallel import in_worker, report_progress, run_jobs
 from .seeds import fresh_dir, publish_dir
 
 
@@ -48,7 +49,8 @@ def train_one(stage: Stage, method: str, run_seed: int, out: Path, log_path: Pat
     cfg = segnet_config(stage, ds.num_classes, run_seed)
     transform = TrainTransform(crop_size=cfg.crop_size, scale_range=cfg.scale_range, mean=cfg.mean, std=cfg.std,
                                **stage.get("segnet.transform"))
-    summary = train_segnet(cfg, TorchSegDataset(ds, transform, cache_mb=stage.get("cache_mb", 0)), out)
+    data = TorchSegDataset(ds, transform, cache_mb=stage.get("cache_mb", 0))
+    summary = train_segnet(cfg, data, out, progress=not in_worker(), on_iteration=lambda _: report_progress())
     log_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "train_log.jsonl", log_path)
     (out / "last.pt").unlink(missing_ok=True)  # resumable state is not a pipeline output
@@ -60,8 +62,10 @@ def run(stage: Stage, method: str) -> None:
     work = fresh_dir(final)
     logs = RESULTS / "logs" / f"segnet-{method}"
     shutil.rmtree(logs, ignore_errors=True)
-    for seed in stage.get("run_seeds"):
-        train_one(stage, method, seed, work / f"s{seed}", logs / f"s{seed}.jsonl")
+    seeds = stage.get("run_seeds")
+    jobs = [(stage, method, seed, work / f"s{seed}", logs / f"s{seed}.jsonl") for seed in seeds]
+    run_jobs(train_one, jobs, stage.get("parallel", None), f"train_seg@{method}",
+             len(seeds) * stage.get("segnet.config.iterations"))
     publish_dir(work, final)
 
 

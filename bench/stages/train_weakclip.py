@@ -23,6 +23,7 @@ from ..data import build_dataset
 from ..data.transforms import TorchSegDataset, TrainTransform
 from ..params import to_config
 from .common import DATA, REPO_ROOT, RESULTS, Stage, run_stage, seed_everything
+from .parallel import in_worker, report_progress, run_jobs
 from .seeds import fresh_dir, publish_dir
 
 FIDELITIES = ("release", "paper")
@@ -55,12 +56,15 @@ def train_variant(stage: Stage, variant: str, run_seed: int, out: Path, log_path
     ds = seed_mask_dataset(stage)
     model = WeakCLIP(model_config(stage, variant), ds.class_names)
     train_cfg = to_config(TrainConfig, stage.get("weakclip.train"))
-    train_cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed + run_seed)
+    train_cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed + run_seed, progress=not in_worker())
     transform = TrainTransform(**stage.get("weakclip.transform"), mean=model.cfg.image_mean, std=model.cfg.image_std)
-    loss = WeakCLIPLoss(**stage.get("weakclip.loss"))
+    loss_params = dict(stage.get("weakclip.loss"))
+    if in_worker():  # a worker has one core's share: its CRFs run in-process, not in a pool of their own
+        loss_params["crf_workers"] = 1
+    loss = WeakCLIPLoss(**loss_params)
     try:
         data = TorchSegDataset(ds, transform, cache_mb=stage.get("cache_mb", 0))
-        summary = train(model, loss, data, train_cfg, out, resume=False)
+        summary = train(model, loss, data, train_cfg, out, resume=False, callback=lambda it, terms: report_progress())
     finally:
         loss.crf.close()
     summary["parameters"] = model.count_parameters()
@@ -77,8 +81,10 @@ def run(stage: Stage, variant: str) -> None:
     work = fresh_dir(final)
     logs = RESULTS / "logs" / f"weakclip-{variant}"
     shutil.rmtree(logs, ignore_errors=True)
-    for seed in stage.get("run_seeds"):
-        train_variant(stage, variant, seed, work / f"s{seed}", logs / f"s{seed}.jsonl")
+    seeds = stage.get("run_seeds")
+    jobs = [(stage, variant, seed, work / f"s{seed}", logs / f"s{seed}.jsonl") for seed in seeds]
+    run_jobs(train_variant, jobs, stage.get("parallel", None), f"train_weakclip@{variant}",
+             len(seeds) * stage.get("weakclip.train.iterations"))
     publish_dir(work, final)
 
 
