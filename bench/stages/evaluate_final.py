@@ -29,7 +29,7 @@ def evaluate_one(stage: Stage, method: str, seed: int) -> tuple[str, list[dict],
         cfg = dataclasses.replace(cfg, crf_workers=1)
     final = DATA / "final" / method / f"s{seed}"
     work = fresh_dir(final)
-    predict_folder(model, ds, work, cfg, progress=not in_worker(), on_image=lambda: report_progress())
+    predict_folder(model, ds, work, cfg, progress=not in_worker(), on_image=report_progress)
     publish_dir(work, final)
     res = evaluate_masks(final, gt_dir, ds.ids, ds.num_classes,
                          exclude_classes=getattr(ds, "unused_classes", ()), class_names=ds.class_names)

@@ -1,4 +1,4 @@
-"""Run a stage's per-run-seed trainings side by side in worker processes (params `parallel`).
+"""Run a stage's per-run-seed jobs (trainings, evaluations) side by side in worker processes (params `parallel`).
 
 On a small CPU, single-threaded trainings running side by side get more done per second than the
 same trainings one after another on all threads: a tiny model's ops are mostly too small to split
@@ -8,9 +8,10 @@ overall).
 
     parallel: {jobs: 3, threads: 1}
 
-jobs: worker processes at once (1: every job in the stage process, one after another, on the stage's
-threads: the GPU profiles). threads: torch threads in each worker. A job's result depends on its thread
-count, never on how many jobs share the machine, so `jobs` is a speed setting only.
+jobs: worker processes at once (1: every job in the stage process, one after another: the GPU
+profiles). threads: torch threads of each job, in a worker or in the stage process (null: the stage's
+own). A job's result depends on its thread count, never on how many jobs share the machine, so `jobs`
+is a speed setting only.
 
 Workers are forked where the platform allows it, as DataLoader workers are: the stage process has only
 imported its modules (about 5 s a process that a spawned worker would pay again) and has not started
