@@ -65,14 +65,15 @@ class CAMNet(nn.Module):
         return F.relu(F.conv2d(self.backbone.forward_features(x), self.classifier.weight))
 
 
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float, ImageNet-normalised (the classifier's input)."""
     x = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
     return (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 def _train_view(image: np.ndarray, cfg: CAMConfig, rng: np.random.Generator) -> torch.Tensor:
     """Random long-side rescale, horizontal flip, random crop/zero-pad to crop_size: (3, S, S)."""
-    x = _to_tensor(image)
+    x = image_tensor(image)
     h, w = x.shape[1:]
     long = rng.integers(cfg.resize_long[0], cfg.resize_long[1] + 1)
     f = long / max(h, w)
@@ -152,7 +153,7 @@ def image_cams(model: CAMNet, image: np.ndarray, labels: np.ndarray, c: CAMConfi
     H, W = image.shape[:2]
     s = c.output_stride
     up = (int(np.ceil(H / s)) * s, int(np.ceil(W / s)) * s)
-    x = _to_tensor(image).to(dev)[None]
+    x = image_tensor(image).to(dev)[None]
     total = torch.zeros(c.num_classes - 1, H, W, device=dev)
     for scale in c.scales:
         xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)

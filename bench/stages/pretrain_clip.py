@@ -64,8 +64,10 @@ def main() -> int:
         metrics = run(stage)
         scalars = flat_scalars({k: metrics[k] for k in ("zero_shot", "train") if k in metrics})
         write_metrics(RESULTS / "metrics" / "pretrain_clip.json", stage.profile, scalars, params=stage.get("clip"))
+        eval_split = metrics.get("config", {}).get("eval_split", "val")
         rows = [make_row(stage.profile, stage.dataset_name, f"clip:{stage.get('clip.arch')}", "pretrain_clip",
-                         "val", key, value) for key, value in scalars.items()]
+                         eval_split if key.startswith("zero_shot.") else "pretrain", key, value)
+                for key, value in scalars.items()]
         write_rows(RESULTS / "metrics" / "pretrain_clip.csv", rows or [
             make_row(stage.profile, stage.dataset_name, f"clip:{stage.get('clip.arch')}", "pretrain_clip", "",
                      "pretrained_weights_loaded", 1)])
