@@ -13,7 +13,7 @@ from bench.segnet.pretrain import pretrain_backbone
 from bench.stages import pretrain_backbone as stage_module
 from bench.stages.common import Stage
 
-FIT = {"backbone": "resnet10t", "output_stride": 8, "num_classes": 4, "epochs": 6, "batch_size": 4,
+FIT = {"backbone": "resnet10t", "output_stride": 32, "num_classes": 4, "epochs": 6, "batch_size": 4,
        "optimizer": "adamw", "lr": 0.002, "resize_long": (56, 72), "crop_size": 64, "seed": 0, "device": "cpu"}
 
 

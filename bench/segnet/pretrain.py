@@ -6,6 +6,8 @@ mIoU barely depends on the masks it is given (30.6% on ground-truth masks, 27.8%
 backbone is first trained as a multi-label image classifier on the synthetic *pre-training* split, which is
 disjoint from train and val, as ImageNet is from VOC. The recipe is the `cam` seed source's classifier
 (timm backbone + global average pooling + linear, BCE; baselines/cam.py), so no second training loop exists.
+Like ImageNet weights it is trained at the classification stride (32 in the synthetic params) and stage 3
+dilates it to stride 8; the weights do not depend on the stride.
 
 Writes the backbone's state dict (timm names, no classifier keys), the format `load_backbone_weights` reads,
 and returns the classifier's mAP on held-out labelled images against chance computed the same way.

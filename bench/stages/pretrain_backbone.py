@@ -51,7 +51,7 @@ def run(stage: Stage, out_dir: Path = BACKBONE_DIR) -> dict:
         seed_everything(int(options.get("seed", 0)))
         pretrain_ds = build_dataset(stage.data_cfg, split)
         eval_ds = build_dataset(stage.data_cfg, eval_split)
-        cfg = {**options, "backbone": seg["backbone"], "output_stride": 8, "num_classes": pretrain_ds.num_classes}
+        cfg = {**options, "backbone": seg["backbone"], "num_classes": pretrain_ds.num_classes}
         metrics = pretrain_backbone(pretrain_ds, eval_ds, cfg, work / target.name)
         metrics.update(split=split, eval_split=eval_split)
     elif seg.get("weights"):
