@@ -26,11 +26,12 @@ def method_bars(summary: pd.DataFrame, path: Path, title: str) -> Path:
     summary = summary.sort_values("mean")
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(summary) + 1.2))
     ax.barh(summary["method"], summary["mean"], xerr=summary["std"].fillna(0), color="#4c72b0", capsize=3)
-    for y, (m, n) in enumerate(zip(summary["mean"], summary["n"])):
-        ax.text(m + 0.005, y, f"{m:.3f} (n={n})", va="center", fontsize=8)
+    right = summary["mean"] + summary["std"].fillna(0)  # where each bar's error bar ends
+    for y, (m, end, n) in enumerate(zip(summary["mean"], right, summary["n"])):
+        ax.text(end + 0.008, y, f"{m:.3f} (n={n})", va="center", fontsize=8)  # past the error bar
     ax.set_xlabel("mIoU (fraction)")
     ax.set_title(title, fontsize=10)
-    ax.set_xlim(0, min(1.0, max(0.1, summary["mean"].max() * 1.3)))
+    ax.set_xlim(0, min(1.0, max(0.1, right.max() * 1.35)))
     return _save(fig, path)
 
 
