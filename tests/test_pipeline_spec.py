@@ -19,18 +19,19 @@ def stage_module(cmd: str) -> str:
     return words[2].replace(".", "/") + ".py"
 
 
+def declared(entries) -> list[str]:
+    """The paths of a dvc.yaml list whose entries are a path or {path: options}."""
+    return [e if isinstance(e, str) else next(iter(e)) for e in entries]
+
+
 @pytest.mark.parametrize("name", sorted(SPEC["stages"]))
 def test_stage_runs_an_existing_module_listed_in_its_deps(name):
     stage = SPEC["stages"][name]
     source = stage_module(stage["cmd"])
     assert (ROOT / source).is_file(), f"{name}: {source} does not exist"
-    deps = [d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]]
+    deps = declared(stage["deps"])
     assert any(source == d or source.startswith(d.rstrip("/") + "/") for d in deps), (
         f"{name}: its own source {source} is not among its deps {deps}")
-
-
-def declared(entries) -> list[str]:
-    return [e if isinstance(e, str) else next(iter(e)) for e in entries]
 
 
 def test_declared_metrics_and_plots_are_committed():

@@ -172,6 +172,12 @@ def mean_ap(scores: np.ndarray, labels: np.ndarray) -> tuple[float, list[float |
     return float(np.mean([a for a in aps if a is not None])), aps
 
 
+def chance_map(labels: np.ndarray, seed: int = 0, draws: int = 20) -> float:
+    """mean_ap of uniformly random scores for `labels` (N, C), averaged over `draws` seeded draws."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([mean_ap(rng.random(labels.shape), labels)[0] for _ in range(draws)]))
+
+
 @torch.no_grad()
 def zero_shot_eval(
     clip,
@@ -193,8 +199,7 @@ def zero_shot_eval(
     ]
     scores = (torch.cat(feats) @ text.T).numpy()  # (N, C)
     m, aps = mean_ap(scores, labels)
-    rng = np.random.default_rng(seed)
-    chance = float(np.mean([mean_ap(rng.random(scores.shape), labels)[0] for _ in range(20)]))
+    chance = chance_map(labels, seed)
     top = scores.argmax(1)
     out = {
         "map": m,

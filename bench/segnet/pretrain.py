@@ -24,9 +24,7 @@ import torch
 from baselines import cam
 from baselines.common import check_sample
 from weakclip.io import atomic_path
-from weakclip.pretrain import mean_ap
-
-CHANCE_DRAWS = 20  # random score draws averaged for the chance mAP (as the CLIP pre-training does)
+from weakclip.pretrain import chance_map, mean_ap
 
 
 @torch.no_grad()
@@ -59,10 +57,8 @@ def pretrain_backbone(pretrain_ds, eval_ds, cfg: dict, out_path: str | Path, pro
 
     scores, labels = classifier_scores(model, eval_ds)
     val_map, _ = mean_ap(scores, labels)
-    rng = np.random.default_rng(c.seed)
-    chance = float(np.mean([mean_ap(rng.random(scores.shape), labels)[0] for _ in range(CHANCE_DRAWS)]))
     return {
-        "classification": {"map": val_map, "chance_map": chance, "n_images": len(labels)},
+        "classification": {"map": val_map, "chance_map": chance_map(labels, c.seed), "n_images": len(labels)},
         "train": {
             "steps": fit["steps"],
             "epochs": c.epochs,
