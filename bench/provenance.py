@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -28,8 +29,12 @@ def _git(*args: str, cwd: Path = REPO_ROOT) -> str | None:
 def git_revision(root: Path = REPO_ROOT) -> dict:
     """{'sha': str|None, 'dirty': bool|None}; dirty ignores the pipeline's own outputs (results/, dvc.lock),
     and a params.yaml that holds a committed profile exactly (`python -m bench.profiles use NAME` with no
-    path overrides): that run is the commit's own profile NAME, which every result row names."""
+    path overrides): that run is the commit's own profile NAME, which every result row names.
+    A copy of the tree without its git history (the lent GPU machine gets one) names the commit it was
+    taken from in WEAKCLIP_GIT_SHA; its dirtiness is then unknown (None)."""
     sha = _git("rev-parse", "HEAD", cwd=root)
+    if sha is None and os.environ.get("WEAKCLIP_GIT_SHA"):
+        return {"sha": os.environ["WEAKCLIP_GIT_SHA"], "dirty": None}
     # tracked files that differ from HEAD, staged or not
     status = _git("diff", "--name-only", "HEAD", "--", ".", ":(exclude)results", ":(exclude)dvc.lock", cwd=root)
     if status is None:

@@ -1,15 +1,18 @@
 """Where a WeakCLIP training step's time goes, at the VOC recipe's shape on one GPU.
 
-    python -m bench.step_breakdown [--out results/perf/gpu/step_breakdown.csv] [--precision bf16]
+    python -m bench.step_breakdown [--config fast] [--out results/perf/gpu/step_breakdown.csv]
+                                   [--kernels results/perf/gpu/step_kernels.txt]
 
-Times each phase of the step with a device sync around it (CLIP image tower, the rest of the forward,
-the loss with its boundary-loss CRFs on the CPU, backward, optimizer), p50 over the timed steps, then
-prints the top CUDA kernels from torch.profiler. Random CLIP weights: speed does not depend on them.
+Times each phase of the step of one of the profile stage's GPU configurations (VOC_GPU_CONFIGS) with a
+device sync around it (CLIP image tower, the whole forward, the loss with its boundary-loss CRFs,
+backward, optimizer), p50 over the timed steps, then writes the top CUDA kernels of two steps from
+torch.profiler. Random CLIP weights: speed does not depend on them.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +23,7 @@ from weakclip.model import WeakCLIP, WeakCLIPConfig
 
 from .data import VOC_CLASSES
 from .results import make_row, write_rows
-from .stages.profile import synthetic_batch
+from .stages.profile import VOC_GPU_CONFIGS, synthetic_batch
 
 
 def phase_times(model, loss_fn, optimizer, data, autocast, iters: int, warmup: int) -> dict[str, list[float]]:
@@ -35,10 +38,12 @@ def phase_times(model, loss_fn, optimizer, data, autocast, iters: int, warmup: i
             times.setdefault(name, []).append(1e3 * (time.perf_counter() - t0))
         return out
 
+    tower = model._image_tower or encode_patch_tokens  # the compiled tower where the configuration has one
     for step in range(warmup + iters):
         record = step >= warmup
+        with autocast, torch.no_grad():
+            timed("clip_image_tower", lambda: tower(model.clip, data["image"], model.taps), record)
         with autocast:
-            timed("clip_image_tower", lambda: encode_patch_tokens(model.clip, data["image"], model.taps), record)
             out = timed("forward_total", lambda: model(data["image"]), record)
         loss = timed("loss_with_crf", lambda out=out: loss_fn(out, data)["total"], record)
         optimizer.zero_grad(set_to_none=True)
@@ -48,25 +53,32 @@ def phase_times(model, loss_fn, optimizer, data, autocast, iters: int, warmup: i
 
 
 def main(argv=None) -> int:
+    configs = {c.name: c for c in VOC_GPU_CONFIGS}
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="fast", choices=sorted(configs))
     ap.add_argument("--out", default="results/perf/gpu/step_breakdown.csv")
-    ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
-    ap.add_argument("--impl", default="triton", choices=["torch", "triton"])
+    ap.add_argument("--kernels", default=None, help="where to write torch.profiler's kernel table (text)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--iters", type=int, default=10)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("bench.step_breakdown needs a CUDA device")
+    step = configs[args.config]
     device = torch.device("cuda")
     torch.manual_seed(0)
+    torch.backends.cudnn.benchmark = step.cudnn_benchmark
     names = list(VOC_CLASSES)
-    model = WeakCLIP(WeakCLIPConfig(arch="ViT-B-16", weights=None, fidelity="release", impl=args.impl), names)
+    model = WeakCLIP(WeakCLIPConfig(arch="ViT-B-16", weights=None, fidelity="release", impl=step.impl), names)
     model = model.to(device).train()
+    if step.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if step.compile_image_tower:
+        model.compile_image_tower()
     optimizer = torch.optim.AdamW([g for g in model.param_groups(1e-4, 3e-5)], lr=1e-4)
-    loss_fn = WeakCLIPLoss(crf_workers=None)
+    loss_fn = WeakCLIPLoss(crf_workers=None, crf_backend=step.crf_backend)
     data = synthetic_batch(args.batch, args.size, len(names), device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=step.precision == "bf16")
     try:
         times = phase_times(model, loss_fn, optimizer, data, autocast, args.iters, warmup=3)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
@@ -78,10 +90,14 @@ def main(argv=None) -> int:
         p50 = float(np.median(values))
         print(f"{phase:18s} p50 {p50:8.2f} ms")
         rows.append(make_row("voc", "voc", "weakclip[release]", "profile", "", f"step_ms:{phase}", p50, unit="ms",
-                             impl=args.impl, precision=args.precision, batch_size=args.batch,
-                             image_size=args.size, device_type="cuda"))
+                             impl=step.impl, precision=step.precision, config=step.name,
+                             crf_backend=step.crf_backend, batch_size=args.batch, image_size=args.size,
+                             device_type="cuda"))
     write_rows(args.out, rows)
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=20, max_name_column_width=60))
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=80)
+    print(table)
+    if args.kernels:
+        Path(args.kernels).write_text(f"bench.step_breakdown --config {step.name}: CUDA kernels of 2 steps\n{table}\n")
     return 0
 
 

@@ -62,3 +62,10 @@ def test_params_matching_an_edited_profile_file_are_dirty(repo):
     (repo / "profiles" / "ci.yaml").write_text(yaml.safe_dump({"profile": "ci", "iters": 61}))
     (repo / "params.yaml").write_text(yaml.safe_dump({"profile": "ci", "iters": 61}))
     assert git_revision(repo)["dirty"] is True
+
+
+def test_a_copy_without_history_names_its_commit_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("WEAKCLIP_GIT_SHA", "a" * 40)
+    assert git_revision(tmp_path) == {"sha": "a" * 40, "dirty": None}
+    monkeypatch.delenv("WEAKCLIP_GIT_SHA")
+    assert git_revision(tmp_path)["sha"] is None

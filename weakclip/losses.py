@@ -7,7 +7,9 @@ Seeds (B, H, W) with 255 = no cue are nearest-resized to the same size and one-h
   (an image with no cue of a kind contributes 0 to that term's mean);
 - boundary = mean_{b,pixels} sum_k Q_k log(clip(Q_k / P_k, 0.05, 20)), Q = dense CRF of the detached P on a
   loss_size copy of the image (preset "weakclip_loss": Gaussian 3/3, bilateral 80/13/10, 10 iterations).
-  The clip is applied in the log domain (identical values, no inf/nan gradients when P underflows);
+  The clip is applied in the log domain (identical values, no inf/nan gradients when P underflows).
+  Q comes from pydensecrf on the CPU (``crf_backend="pydensecrf"``, the release's CRF) or from the same
+  model evaluated exactly on the logits' device (``"exact"``, weakclip.crf_exact: no host round trip);
 - aux      = cross-entropy of aux_logits (S / 0.07) upsampled to the crop, ignore 255;
 - total    = seeding + boundary + aux_weight * aux.
 """
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from weakclip.crf import crf_params, default_workers, dense_crf_many
+from weakclip.crf_exact import dense_crf_exact
 from weakclip.io import IGNORE_INDEX
 
 RATIO_MIN, RATIO_MAX = 0.05, 20.0
@@ -107,12 +110,19 @@ def aux_ce_loss(aux_logits: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(up, seeds, ignore_index=IGNORE_INDEX)
 
 
-def resize_images_uint8(images: torch.Tensor, size: int) -> list[np.ndarray]:
-    """(B, H, W, 3) uint8 -> B x (size, size, 3) uint8 (bilinear, antialiased) for the loss CRF."""
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, size, size, 3) uint8 (bilinear, antialiased) on the same device."""
     x = images.permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    x = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return [np.ascontiguousarray(im) for im in x]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def resize_images_uint8(images: torch.Tensor, size: int) -> list[np.ndarray]:
+    """(B, H, W, 3) uint8 -> B x (size, size, 3) uint8 numpy arrays for pydensecrf."""
+    return [np.ascontiguousarray(im) for im in resize_images(images, size).cpu().numpy()]
+
+
+CRF_BACKENDS = ("pydensecrf", "exact")
 
 
 class WeakCLIPLoss:
@@ -122,6 +132,8 @@ class WeakCLIPLoss:
     batch: "mask" (B, H, W) long seeds with 255 = no cue; "image_uint8" (B, H, W, 3) uint8 crop (any device).
     crf_workers: processes for the boundary-loss CRFs (None = all cores, 1 = in-process); call close() (or
     let the process end) to release the pool.
+    crf_backend: "pydensecrf" (CPU, permutohedral lattice; the release) or "exact" (weakclip.crf_exact, on
+    the logits' device; the fast GPU configuration).
     """
 
     def __init__(
@@ -130,9 +142,13 @@ class WeakCLIPLoss:
         crf_workers: int | None = None,
         loss_size: int = 64,
         crf_params="weakclip_loss",
+        crf_backend: str = "pydensecrf",
     ):
+        if crf_backend not in CRF_BACKENDS:
+            raise ValueError(f"WeakCLIPLoss: crf_backend must be one of {CRF_BACKENDS}, got {crf_backend!r}")
         self.aux_weight = aux_weight
         self.loss_size = loss_size
+        self.crf_backend = crf_backend
         self.crf = CRFPool(crf_workers, crf_params)
 
     def __call__(self, outputs: dict, batch: dict) -> dict:
@@ -151,14 +167,20 @@ class WeakCLIPLoss:
         cues = seeds_to_cues(seeds, logits.shape[1], size)
         seed = seeding_loss(log_probs, cues)
 
-        probs = log_probs.detach().exp().cpu().numpy().astype(np.float32)
-        qs = self.crf(resize_images_uint8(images, size), list(probs))
-        q = torch.from_numpy(np.stack(qs)).to(log_probs.device)
+        q = self.crf_marginals(images, log_probs.detach().exp())
         boundary = boundary_loss(log_probs, q)
 
         aux = aux_ce_loss(outputs["aux_logits"].float(), seeds)
         total = seed + boundary + self.aux_weight * aux
         return {"total": total, "seeding": seed, "boundary": boundary, "aux": aux}
+
+    def crf_marginals(self, images: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """images (B, H, W, 3) uint8 (any device), probs (B, K, s, s) -> Q (B, K, s, s) on probs' device."""
+        size = probs.shape[-1]
+        if self.crf_backend == "exact":
+            return dense_crf_exact(resize_images(images.to(probs.device), size), probs, self.crf.params)
+        qs = self.crf(resize_images_uint8(images, size), list(probs.cpu().numpy().astype(np.float32)))
+        return torch.from_numpy(np.stack(qs)).to(probs.device)
 
     def close(self) -> None:
         self.crf.close()

@@ -4,12 +4,14 @@
     python -m bench.stages.profile --voc-gpu --out-dir results/perf/gpu
                                                         # the VOC schedule's shape (ViT-B/16, 512², batch 16)
 
-Measured per (co-attention impl, precision): training step (forward, losses including the CRF
+Measured per step configuration (`StepConfig`): training step (forward, losses including the CRF
 boundary loss, backward, AdamW step) in images/s, pseudo-mask inference forward in images/s, and peak
-memory. Rows are labelled with the device; GPU rows exist only where a GPU measured them.
-`--voc-gpu` measures the VOC recipe's step at random CLIP weights (speed does not depend on the
-weights) with the release-faithful configuration (fp32, torch co-attention) beside the fast one
-(bf16 autocast, Triton co-attention).
+memory. Rows are labelled with the device and the configuration; GPU rows exist only where a GPU
+measured them. `--voc-gpu` measures the VOC recipe's step at random CLIP weights (speed does not depend
+on the weights): the release-faithful configuration (fp32, torch co-attention, pydensecrf on the CPU)
+beside the fast ones (bf16 autocast, Triton co-attention, the exact CRF on the GPU, cuDNN autotuning,
+NHWC convolutions, a compiled image tower), each change added one at a time so that the table says
+what each one buys.
 """
 from __future__ import annotations
 
@@ -31,6 +33,37 @@ from ..results import make_row, write_rows
 from .common import REPO_ROOT, RESULTS, run_stage
 
 VOC_SCHEDULE_IMAGES = 20_000 * 16  # 20k iterations x batch 16 (spec/weakclip.md)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """One way to run the training step. ``name`` labels its rows (column ``config``)."""
+
+    name: str
+    impl: str = "torch"  # co-attention: torch | triton
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    crf_backend: str = "pydensecrf"  # boundary-loss CRF: pydensecrf (CPU) | exact (logits' device)
+    cudnn_benchmark: bool = False  # cuDNN picks its convolution algorithms by timing them
+    channels_last: bool = False  # convolution weights (adapter, decoder) in NHWC, so cuDNN runs NHWC kernels
+    compile_image_tower: bool = False  # torch.compile of the frozen image tower
+
+    @property
+    def release_faithful(self) -> bool:
+        return (self.impl, self.precision, self.crf_backend) == ("torch", "fp32", "pydensecrf") and not (
+            self.cudnn_benchmark or self.channels_last or self.compile_image_tower)
+
+
+# The GPU ladder: each configuration adds one change to the one before it.
+VOC_GPU_CONFIGS = (
+    StepConfig("release-faithful"),
+    StepConfig("bf16+triton", impl="triton", precision="bf16"),
+    StepConfig("bf16+triton+exact-crf", impl="triton", precision="bf16", crf_backend="exact"),
+    StepConfig("fast", impl="triton", precision="bf16", crf_backend="exact", cudnn_benchmark=True),
+    StepConfig("fast+channels-last", impl="triton", precision="bf16", crf_backend="exact", cudnn_benchmark=True,
+               channels_last=True),
+    StepConfig("fast+channels-last+compiled-tower", impl="triton", precision="bf16", crf_backend="exact",
+               cudnn_benchmark=True, channels_last=True, compile_image_tower=True),
+)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -67,16 +100,21 @@ def time_loop(step, iters: int, warmup: int, device) -> list[float]:
     return times
 
 
-def measure(cfg: WeakCLIPConfig, class_names, batch: int, size: int, precision: str, iters: int, warmup: int,
+def measure(cfg: WeakCLIPConfig, class_names, step: StepConfig, batch: int, size: int, iters: int, warmup: int,
             device: torch.device, crf_workers: int | None) -> dict:
-    """Training-step and inference throughput of one configuration."""
+    """Training-step and inference throughput of one step configuration."""
     torch.manual_seed(0)
-    model = WeakCLIP(cfg, class_names).to(device)
+    torch.backends.cudnn.benchmark = step.cudnn_benchmark
+    model = WeakCLIP(dataclasses.replace(cfg, impl=step.impl), class_names).to(device)
+    if step.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if step.compile_image_tower:
+        model.compile_image_tower()
     groups = [g for g in model.param_groups(1e-4, 3e-5) if g.get("lr", 1e-4) > 0]
     optimizer = torch.optim.AdamW(groups, lr=1e-4)
-    loss_fn = WeakCLIPLoss(crf_workers=crf_workers)
+    loss_fn = WeakCLIPLoss(crf_workers=crf_workers, crf_backend=step.crf_backend)
     data = synthetic_batch(batch, size, len(class_names), device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=step.precision == "bf16")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -99,7 +137,8 @@ def measure(cfg: WeakCLIPConfig, class_names, batch: int, size: int, precision: 
         model.eval()
         infer_times = time_loop(infer_step, iters, warmup, device)
     finally:
-        loss_fn.crf.close()
+        loss_fn.close()
+        torch.backends.cudnn.benchmark = False
     p50_train, p50_infer = float(np.median(train_times)), float(np.median(infer_times))
     return {"train_images_per_s": batch / p50_train, "train_step_ms_p50": 1e3 * p50_train,
             "train_step_ms_p20": 1e3 * float(np.quantile(train_times, 0.2)),
@@ -108,23 +147,34 @@ def measure(cfg: WeakCLIPConfig, class_names, batch: int, size: int, precision: 
             "voc_schedule_minutes": VOC_SCHEDULE_IMAGES / (batch / p50_train) / 60}
 
 
-def throughput_rows(profile: str, dataset: str, cfg: WeakCLIPConfig, class_names, perf: dict,
-                    device: torch.device) -> list[dict]:
-    rows = []
+def profile_configs(perf: dict, device: torch.device) -> list[StepConfig]:
+    """The stage's configurations: every (impl, precision) of params `perf` (triton on CUDA only)."""
     impls = perf["impls"] if device.type == "cuda" else [i for i in perf["impls"] if i == "torch"]
+    configs = []
     for impl in impls:
         for precision in perf["precisions"]:
-            run_cfg = dataclasses.replace(cfg, impl=impl)
-            res = measure(run_cfg, class_names, perf["batch_size"], perf["image_size"], precision,
-                          perf["iters"], perf["warmup"], device, perf.get("crf_workers"))
-            label = "release-faithful" if (impl == "torch" and precision == "fp32") else "fast"
-            for metric, value in res.items():
-                unit = {"images_per_s": "img/s", "_ms_": "ms", "mem_mb": "MiB", "minutes": "min"}
-                rows.append(make_row(profile, dataset, f"weakclip[{cfg.fidelity}]", "profile", "", metric, value,
-                                     unit=next((u for k, u in unit.items() if k in metric), ""), impl=impl,
-                                     precision=precision, config=label, arch=cfg.arch,
-                                     batch_size=perf["batch_size"], image_size=perf["image_size"],
-                                     device_type=device.type))
+            step = StepConfig("", impl=impl, precision=precision)
+            configs.append(dataclasses.replace(step, name="release-faithful" if step.release_faithful else "fast"))
+    return configs
+
+
+def throughput_rows(profile: str, dataset: str, cfg: WeakCLIPConfig, class_names, perf: dict,
+                    device: torch.device, configs: list[StepConfig]) -> list[dict]:
+    rows = []
+    for step in configs:
+        res = measure(cfg, class_names, step, perf["batch_size"], perf["image_size"], perf["iters"],
+                      perf["warmup"], device, perf.get("crf_workers"))
+        unit = {"images_per_s": "img/s", "_ms_": "ms", "mem_mb": "MiB", "minutes": "min"}
+        for metric, value in res.items():
+            rows.append(make_row(profile, dataset, f"weakclip[{cfg.fidelity}]", "profile", "", metric, value,
+                                 unit=next((u for k, u in unit.items() if k in metric), ""), impl=step.impl,
+                                 precision=step.precision, config=step.name, crf_backend=step.crf_backend,
+                                 cudnn_benchmark=step.cudnn_benchmark, channels_last=step.channels_last,
+                                 compiled_image_tower=step.compile_image_tower, arch=cfg.arch,
+                                 batch_size=perf["batch_size"], image_size=perf["image_size"],
+                                 device_type=device.type))
+        print(f"{step.name:24s} train {res['train_images_per_s']:8.1f} img/s  infer "
+              f"{res['infer_images_per_s']:8.1f} img/s  peak {res['peak_mem_mb']:8.0f} MiB", flush=True)
     return rows
 
 
@@ -155,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         section.update(arch=stage.get("clip.arch"), weights=str(REPO_ROOT / stage.get("clip.weights")))
         cfg = WeakCLIPConfig.from_dict(section)
         names = build_dataset(stage.data_cfg, stage.data_cfg["train_split"]).class_names
-        rows = throughput_rows(stage.profile, stage.dataset_name, cfg, names, perf, device)
+        rows = throughput_rows(stage.profile, stage.dataset_name, cfg, names, perf, device,
+                               profile_configs(perf, device))
         rows += parameter_rows(stage.profile, stage.dataset_name, cfg, names)
         # The paper's "12.4% trained" refers to ViT-B/16 with the paper's decoder widths (the config
         # defaults), not to this profile's decoder: count that architecture as well (random weights).
@@ -170,20 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def voc_gpu(out_dir: Path) -> int:
-    """The VOC schedule's training step on one GPU: release-faithful (fp32, torch) vs fast (bf16, Triton)."""
+def voc_gpu(out_dir: Path, configs: tuple[StepConfig, ...] = VOC_GPU_CONFIGS) -> int:
+    """The VOC schedule's training step on one GPU, release-faithful beside the fast configurations."""
     if not torch.cuda.is_available():
         raise SystemExit("--voc-gpu needs a CUDA device")
     device = torch.device("cuda")
     cfg = WeakCLIPConfig(arch="ViT-B-16", weights=None, fidelity="release")
-    perf = {"impls": ["torch", "triton"], "precisions": ["fp32", "bf16"], "batch_size": 16, "image_size": 512,
-            "iters": 20, "warmup": 5, "crf_workers": None}
-    rows = throughput_rows("voc", "voc", cfg, list(VOC_CLASSES), perf, device)
+    perf = {"batch_size": 16, "image_size": 512, "iters": 20, "warmup": 5, "crf_workers": None}
+    rows = throughput_rows("voc", "voc", cfg, list(VOC_CLASSES), perf, device, list(configs))
     rows += parameter_rows("voc", "voc", cfg, list(VOC_CLASSES))
     write_rows(out_dir / "throughput_voc_gpu.csv", rows)
     for r in rows:
         if r["metric"] in ("train_images_per_s", "voc_schedule_minutes", "peak_mem_mb"):
-            print(f'{r.get("impl", ""):6s} {r.get("precision", ""):5s} {r["metric"]:24s} {r["value"]:.2f}')
+            print(f'{r.get("config", ""):24s} {r["metric"]:24s} {r["value"]:.2f}')
     return 0
 
 

@@ -1,0 +1,62 @@
+"""The profile stage's step configurations: which ones run where, and that each one trains the model."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+
+from bench.stages.profile import VOC_GPU_CONFIGS, StepConfig, measure, profile_configs
+from weakclip.model import WeakCLIP, tiny_config
+
+CLASSES = ["background", "square", "disc"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_cpu_runs_torch_configs_only_and_names_them():
+    perf = {"impls": ["torch", "triton"], "precisions": ["fp32", "bf16"]}
+    configs = profile_configs(perf, torch.device("cpu"))
+    assert [(c.name, c.impl, c.precision) for c in configs] == [
+        ("release-faithful", "torch", "fp32"), ("fast", "torch", "bf16")]
+
+
+def test_gpu_ladder_starts_release_faithful_and_adds_one_change_at_a_time():
+    first, *rest = VOC_GPU_CONFIGS
+    assert first.release_faithful and not any(c.release_faithful for c in rest)
+    fields = [f.name for f in dataclasses.fields(StepConfig) if f.name != "name"]
+    for before, after in itertools.pairwise(VOC_GPU_CONFIGS[1:]):  # after bf16+triton: one change per rung
+        changed = [f for f in fields if getattr(before, f) != getattr(after, f)]
+        assert len(changed) == 1, (before.name, after.name, changed)
+    assert len({c.name for c in VOC_GPU_CONFIGS}) == len(VOC_GPU_CONFIGS)
+
+
+@pytest.mark.parametrize("step", [StepConfig("release-faithful"), StepConfig("exact", crf_backend="exact"),
+                                  StepConfig("nhwc", channels_last=True)], ids=lambda s: s.name)
+def test_measure_times_a_real_training_step(step):
+    res = measure(tiny_config(weights=None), CLASSES, step, batch=2, size=64, iters=2, warmup=1,
+                  device=torch.device("cpu"), crf_workers=1)
+    assert res["train_images_per_s"] > 0 and res["infer_images_per_s"] > 0
+    assert res["train_step_ms_p20"] <= res["train_step_ms_p50"] <= res["train_step_ms_p80"]
+    assert res["voc_schedule_minutes"] == pytest.approx(20_000 * 16 / res["train_images_per_s"] / 60)
+
+
+@pytest.mark.gpu
+def test_compiled_image_tower_gives_the_eager_outputs():
+    torch.manual_seed(0)
+    model = WeakCLIP(tiny_config(weights=None), CLASSES).cuda().eval()
+    images = torch.randn(2, 3, 64, 64, device="cuda")
+    with torch.no_grad():
+        eager = model(images)["logits"]
+        compiled = model.compile_image_tower()(images)["logits"]
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
