@@ -38,11 +38,10 @@ def phase_times(model, loss_fn, optimizer, data, autocast, iters: int, warmup: i
             times.setdefault(name, []).append(1e3 * (time.perf_counter() - t0))
         return out
 
-    tower = model._image_tower or encode_patch_tokens  # the compiled tower where the configuration has one
     for step in range(warmup + iters):
         record = step >= warmup
         with autocast, torch.no_grad():
-            timed("clip_image_tower", lambda: tower(model.clip, data["image"], model.taps), record)
+            timed("clip_image_tower", lambda: encode_patch_tokens(model.clip, data["image"], model.taps), record)
         with autocast:
             out = timed("forward_total", lambda: model(data["image"]), record)
         loss = timed("loss_with_crf", lambda out=out: loss_fn(out, data)["total"], record)
@@ -73,15 +72,14 @@ def main(argv=None) -> int:
     model = model.to(device).train()
     if step.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if step.compile_image_tower:
-        model.compile_image_tower()
     optimizer = torch.optim.AdamW([g for g in model.param_groups(1e-4, 3e-5)], lr=1e-4)
     loss_fn = WeakCLIPLoss(crf_workers=None, crf_backend=step.crf_backend)
     data = synthetic_batch(args.batch, args.size, len(names), device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=step.precision == "bf16")
     try:
         times = phase_times(model, loss_fn, optimizer, data, autocast, args.iters, warmup=3)
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
             phase_times(model, loss_fn, optimizer, data, autocast, 2, warmup=0)
     finally:
         loss_fn.close()
@@ -94,10 +92,15 @@ def main(argv=None) -> int:
                              crf_backend=step.crf_backend, batch_size=args.batch, image_size=args.size,
                              device_type="cuda"))
     write_rows(args.out, rows)
-    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=80)
-    print(table)
+    events = prof.key_averages()
+    kernels = events.table(sort_by="self_device_time_total", row_limit=40, max_name_column_width=80)
+    ops = prof.key_averages(group_by_input_shape=True).table(
+        sort_by="device_time_total", row_limit=60, max_name_column_width=50, max_shapes_column_width=90)
+    print(kernels)
     if args.kernels:
-        Path(args.kernels).write_text(f"bench.step_breakdown --config {step.name}: CUDA kernels of 2 steps\n{table}\n")
+        Path(args.kernels).write_text(
+            f"bench.step_breakdown --config {step.name}: 2 steps\n\n## by kernel / op (self device time)\n"
+            f"{kernels}\n\n## by op and input shapes (device time incl. children)\n{ops}\n")
     return 0
 
 

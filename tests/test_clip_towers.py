@@ -106,6 +106,22 @@ def test_resize_pos_embed():
     assert torch.all(wide[:, 1:] >= wide[:, :-1])
 
 
+def test_resized_pos_embed_is_reused_until_the_weights_change():
+    pos = torch.randn(1 + 4 * 4, 8)
+    first = resize_pos_embed(pos, (4, 4), (6, 6))
+    assert resize_pos_embed(pos, (4, 4), (6, 6)) is first  # frozen: resized once
+    other = resize_pos_embed(pos, (4, 4), (8, 8))
+    assert other.shape == (65, 8) and resize_pos_embed(pos, (4, 4), (6, 6)) is not first  # another grid
+    with torch.no_grad():
+        pos.mul_(2.0)  # a weight load / in-place update bumps the version counter
+    torch.testing.assert_close(resize_pos_embed(pos, (4, 4), (6, 6)), 2.0 * first)
+    trained = pos.clone().requires_grad_(True)
+    out = resize_pos_embed(trained, (4, 4), (6, 6))
+    assert out.requires_grad and resize_pos_embed(trained, (4, 4), (6, 6)) is not out  # never cached
+    out.sum().backward()
+    assert trained.grad is not None
+
+
 @pytest.mark.parametrize("which", ["tiny", "vitb"])
 def test_encode_text_from_embeddings_matches_encode_text(which, tiny, vitb):
     model = tiny if which == "tiny" else vitb

@@ -117,7 +117,6 @@ class WeakCLIP(nn.Module):
         self.cfg = cfg
         self.class_names = list(class_names)
         self._text_cache: tuple | None = None  # (ctx version key, T) for inference, see class_text()
-        self._image_tower = None  # a torch.compile'd encode_patch_tokens, see compile_image_tower()
         if clip is None:
             clip = build_clip(cfg.arch, cfg.weights, **cfg.clip_overrides)
         self.clip = freeze(clip)
@@ -170,12 +169,6 @@ class WeakCLIP(nn.Module):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def compile_image_tower(self, **compile_kwargs) -> WeakCLIP:
-        """Run the frozen image tower through torch.compile from now on (the fast GPU configuration:
-        the tower is a fixed graph with no trainable input, so one compile serves every step); returns self."""
-        self._image_tower = torch.compile(encode_patch_tokens, **compile_kwargs)
-        return self
-
     def train(self, mode: bool = True):
         super().train(mode)
         self.clip.eval()  # the towers are frozen feature extractors
@@ -186,7 +179,7 @@ class WeakCLIP(nn.Module):
         H, W = images.shape[-2:]
         vis_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.clip.visual.parameters())
         with torch.set_grad_enabled(vis_grad):  # nothing trainable precedes the image tower
-            cls, patches, taps = (self._image_tower or encode_patch_tokens)(self.clip, images, self.taps)
+            cls, patches, taps = encode_patch_tokens(self.clip, images, self.taps)
         text = self.class_text()  # (K, E)
         feats = self.adapter(taps) if self.adapter is not None else taps
         score = self.matching(cls, patches, text)["score_map"]  # (B, K, h, w)

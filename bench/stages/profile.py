@@ -10,8 +10,7 @@ memory. Rows are labelled with the device and the configuration; GPU rows exist 
 measured them. `--voc-gpu` measures the VOC recipe's step at random CLIP weights (speed does not depend
 on the weights): the release-faithful configuration (fp32, torch co-attention, pydensecrf on the CPU)
 beside the fast ones (bf16 autocast, Triton co-attention, the exact CRF on the GPU, cuDNN autotuning,
-NHWC convolutions, a compiled image tower), each change added one at a time so that the table says
-what each one buys.
+NHWC convolutions), each change added one at a time so that the table says what each one buys.
 """
 from __future__ import annotations
 
@@ -45,12 +44,11 @@ class StepConfig:
     crf_backend: str = "pydensecrf"  # boundary-loss CRF: pydensecrf (CPU) | exact (logits' device)
     cudnn_benchmark: bool = False  # cuDNN picks its convolution algorithms by timing them
     channels_last: bool = False  # convolution weights (adapter, decoder) in NHWC, so cuDNN runs NHWC kernels
-    compile_image_tower: bool = False  # torch.compile of the frozen image tower
 
     @property
     def release_faithful(self) -> bool:
         return (self.impl, self.precision, self.crf_backend) == ("torch", "fp32", "pydensecrf") and not (
-            self.cudnn_benchmark or self.channels_last or self.compile_image_tower)
+            self.cudnn_benchmark or self.channels_last)
 
 
 # The GPU ladder: each configuration adds one change to the one before it.
@@ -61,8 +59,6 @@ VOC_GPU_CONFIGS = (
     StepConfig("fast", impl="triton", precision="bf16", crf_backend="exact", cudnn_benchmark=True),
     StepConfig("fast+channels-last", impl="triton", precision="bf16", crf_backend="exact", cudnn_benchmark=True,
                channels_last=True),
-    StepConfig("fast+channels-last+compiled-tower", impl="triton", precision="bf16", crf_backend="exact",
-               cudnn_benchmark=True, channels_last=True, compile_image_tower=True),
 )
 
 
@@ -108,8 +104,6 @@ def measure(cfg: WeakCLIPConfig, class_names, step: StepConfig, batch: int, size
     model = WeakCLIP(dataclasses.replace(cfg, impl=step.impl), class_names).to(device)
     if step.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if step.compile_image_tower:
-        model.compile_image_tower()
     groups = [g for g in model.param_groups(1e-4, 3e-5) if g.get("lr", 1e-4) > 0]
     optimizer = torch.optim.AdamW(groups, lr=1e-4)
     loss_fn = WeakCLIPLoss(crf_workers=crf_workers, crf_backend=step.crf_backend)
@@ -170,7 +164,7 @@ def throughput_rows(profile: str, dataset: str, cfg: WeakCLIPConfig, class_names
                                  unit=next((u for k, u in unit.items() if k in metric), ""), impl=step.impl,
                                  precision=step.precision, config=step.name, crf_backend=step.crf_backend,
                                  cudnn_benchmark=step.cudnn_benchmark, channels_last=step.channels_last,
-                                 compiled_image_tower=step.compile_image_tower, arch=cfg.arch,
+                                 arch=cfg.arch,
                                  batch_size=perf["batch_size"], image_size=perf["image_size"],
                                  device_type=device.type))
         print(f"{step.name:24s} train {res['train_images_per_s']:8.1f} img/s  infer "
