@@ -36,11 +36,15 @@ def _pixel_positions(h: int, w: int, device: torch.device) -> torch.Tensor:
 def _normalised_kernel(features: torch.Tensor) -> torch.Tensor:
     """features (B, N, d) -> D^-1/2 K D^-1/2 (B, N, N), K = exp(-|f_i - f_j|^2 / 2).
 
-    The distances are taken directly (cdist without the matmul expansion |a|^2 + |b|^2 - 2ab, which
-    loses digits where the distance is small), then squared, scaled and exponentiated in place.
+    The squared distance is summed one feature at a time (d <= 5): exact in fp32, unlike the matmul
+    expansion |a|^2 + |b|^2 - 2ab, which loses digits (and may run in TF32) where the distance is small.
+    (torch.cdist without that expansion is exact too, but took 188 ms per call at B=16, N=4096 on an H200.)
     """
-    kernel = torch.cdist(features, features, compute_mode="donot_use_mm_for_euclid_dist")
-    kernel.square_().mul_(-0.5).exp_()
+    sq = torch.zeros(features.shape[0], features.shape[1], features.shape[1], device=features.device)
+    for c in range(features.shape[2]):
+        f = features[:, :, c]
+        sq += (f[:, :, None] - f[:, None, :]).square_()
+    kernel = sq.mul_(-0.5).exp_()
     inv_sqrt_degree = kernel.sum(dim=2).rsqrt()  # (B, N); >= 1 term (the pixel itself), never zero
     return kernel.mul_(inv_sqrt_degree[:, :, None]).mul_(inv_sqrt_degree[:, None, :])
 
