@@ -112,3 +112,19 @@ def grouped_bars(frame: pd.DataFrame, x: str, group: str, value: str, path: Path
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def bars_with_target(labels: pd.Series, values: pd.Series, target: float, path: Path, title: str, ylabel: str,
+                     target_label: str) -> Path:
+    """One bar per label with its value written on it, and a dashed line at the target."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(values)), 3.8))
+    x = np.arange(len(values))
+    bars = ax.bar(x, values.to_numpy(), color=["#2b6cb0" if v <= target else "#a0aec0" for v in values])
+    for bar, v in zip(bars, values, strict=True):
+        ax.text(bar.get_x() + bar.get_width() / 2, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.axhline(target, color="#c53030", linestyle="--", linewidth=1, label=f"{target_label}: {target:g}")
+    ax.set_xticks(x, labels.tolist(), fontsize=6, rotation=15)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, path)

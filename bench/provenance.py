@@ -30,11 +30,12 @@ def git_revision(root: Path = REPO_ROOT) -> dict:
     """{'sha': str|None, 'dirty': bool|None}; dirty ignores the pipeline's own outputs (results/, dvc.lock),
     and a params.yaml that holds a committed profile exactly (`python -m bench.profiles use NAME` with no
     path overrides): that run is the commit's own profile NAME, which every result row names.
-    A copy of the tree without its git history (the lent GPU machine gets one) names the commit it was
-    taken from in WEAKCLIP_GIT_SHA; its dirtiness is then unknown (None)."""
-    sha = _git("rev-parse", "HEAD", cwd=root)
-    if sha is None and os.environ.get("WEAKCLIP_GIT_SHA"):
+    A copy of the tree whose git metadata is missing or stale (the lent GPU machine gets the working tree
+    with the .git of the session's first commit) names the commit it was taken from in WEAKCLIP_GIT_SHA,
+    which then wins; the copy's dirtiness is unknown (None)."""
+    if os.environ.get("WEAKCLIP_GIT_SHA"):
         return {"sha": os.environ["WEAKCLIP_GIT_SHA"], "dirty": None}
+    sha = _git("rev-parse", "HEAD", cwd=root)
     # tracked files that differ from HEAD, staged or not
     status = _git("diff", "--name-only", "HEAD", "--", ".", ":(exclude)results", ":(exclude)dvc.lock", cwd=root)
     if status is None:

@@ -64,8 +64,9 @@ def test_params_matching_an_edited_profile_file_are_dirty(repo):
     assert git_revision(repo)["dirty"] is True
 
 
-def test_a_copy_without_history_names_its_commit_from_the_environment(tmp_path, monkeypatch):
+def test_a_copy_names_its_commit_from_the_environment(tmp_path, repo, monkeypatch):
     monkeypatch.setenv("WEAKCLIP_GIT_SHA", "a" * 40)
-    assert git_revision(tmp_path) == {"sha": "a" * 40, "dirty": None}
+    assert git_revision(tmp_path / "no-history") == {"sha": "a" * 40, "dirty": None}
+    assert git_revision(repo) == {"sha": "a" * 40, "dirty": None}  # a stale .git does not win
     monkeypatch.delenv("WEAKCLIP_GIT_SHA")
-    assert git_revision(tmp_path)["sha"] is None
+    assert git_revision(repo)["sha"] != "a" * 40
