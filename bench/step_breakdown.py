@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from weakclip.clip_towers import encode_patch_tokens
 from weakclip.losses import WeakCLIPLoss
 from weakclip.model import WeakCLIP, WeakCLIPConfig
 
@@ -41,7 +40,7 @@ def phase_times(model, loss_fn, optimizer, data, autocast, iters: int, warmup: i
     for step in range(warmup + iters):
         record = step >= warmup
         with autocast, torch.no_grad():
-            timed("clip_image_tower", lambda: encode_patch_tokens(model.clip, data["image"], model.taps), record)
+            timed("clip_image_tower", lambda: model.image_features(data["image"]), record)
         with autocast:
             out = timed("forward_total", lambda: model(data["image"]), record)
         loss = timed("loss_with_crf", lambda out=out: loss_fn(out, data)["total"], record)
@@ -72,6 +71,8 @@ def main(argv=None) -> int:
     model = model.to(device).train()
     if step.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if step.bf16_image_tower:
+        model.store_image_tower_in(torch.bfloat16)
     optimizer = torch.optim.AdamW([g for g in model.param_groups(1e-4, 3e-5)], lr=1e-4)
     loss_fn = WeakCLIPLoss(crf_workers=None, crf_backend=step.crf_backend)
     data = synthetic_batch(args.batch, args.size, len(names), device)

@@ -331,3 +331,28 @@ def test_inference_reuses_class_text_until_the_prompt_changes(tiny_clip, monkeyp
     assert len(encodes) == 2 and not torch.equal(changed, first)
     m(x)  # with autograd the prompt is always encoded (its gradient is needed)
     assert len(encodes) == 3
+
+
+def test_image_tower_stored_in_bf16_matches_fp32_and_still_trains():
+    torch.manual_seed(0)
+    clip = build_clip("tiny")
+    images = torch.randn(2, 3, 64, 64)
+    model = WeakCLIP(tiny_config(impl="torch", fidelity="paper"), VOC[:4], clip=clip).eval()
+    with torch.no_grad():
+        want = model(images)["logits"]
+        model.store_image_tower_in(torch.bfloat16)
+        assert model.clip.visual.conv1.weight.dtype == torch.bfloat16
+        got = model(images)["logits"]  # no autocast: the tower's bf16 outputs come back as fp32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            cls, patches, taps = model.image_features(images)
+    assert got.dtype == torch.float32
+    assert cls.dtype == patches.dtype == taps[0].dtype == torch.bfloat16  # as stored, under autocast
+    scale = want.abs().max()
+    assert (got - want).abs().max() < 0.05 * scale  # bf16 weights: close to the fp32 tower, not equal
+    assert (got - want).abs().max() > 0  # the tower did run in bf16
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(images)
+    out["logits"].float().sum().backward()
+    assert model.decoder.head.classifier.weight.grad is not None
+    assert all(p.grad is None for p in model.clip.visual.parameters())

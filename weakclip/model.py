@@ -174,12 +174,34 @@ class WeakCLIP(nn.Module):
         self.clip.eval()  # the towers are frozen feature extractors
         return self
 
+    def store_image_tower_in(self, dtype: torch.dtype) -> WeakCLIP:
+        """Keep the frozen image tower's weights in ``dtype`` (bf16: an option of the fast GPU step); returns self.
+
+        A tower stored below fp32 runs as stored, outside autocast. Under autocast, by contrast, its
+        ~86M weights are re-cast on every forward, and nn.MultiheadAttention leaves its fused path. Its
+        outputs come back in fp32 when the caller runs without autocast.
+        """
+        self.clip.visual.to(dtype)
+        return self
+
+    def image_features(self, images: torch.Tensor):
+        """The frozen image tower: (cls (B,E), patches (B,E,h,w), taps [(B,width,h,w)]), see encode_patch_tokens."""
+        vis_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.clip.visual.parameters())
+        with torch.set_grad_enabled(vis_grad):  # nothing trainable precedes the image tower
+            if self.clip.visual.conv1.weight.dtype == torch.float32:
+                return encode_patch_tokens(self.clip, images, self.taps)
+            device_type = images.device.type
+            under_autocast = torch.is_autocast_enabled(device_type)
+            with torch.autocast(device_type, enabled=False):
+                cls, patches, taps = encode_patch_tokens(self.clip, images, self.taps)
+            if under_autocast:
+                return cls, patches, taps
+            return cls.float(), patches.float(), [t.float() for t in taps]
+
     def forward(self, images: torch.Tensor) -> dict:
         """images (B, 3, H, W) normalised -> logits (B,K,H/4,W/4), aux_logits = S/T (B,K,h,w), score_map S."""
         H, W = images.shape[-2:]
-        vis_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.clip.visual.parameters())
-        with torch.set_grad_enabled(vis_grad):  # nothing trainable precedes the image tower
-            cls, patches, taps = encode_patch_tokens(self.clip, images, self.taps)
+        cls, patches, taps = self.image_features(images)
         text = self.class_text()  # (K, E)
         feats = self.adapter(taps) if self.adapter is not None else taps
         score = self.matching(cls, patches, text)["score_map"]  # (B, K, h, w)

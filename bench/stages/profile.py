@@ -10,7 +10,8 @@ memory. Rows are labelled with the device and the configuration; GPU rows exist 
 measured them. `--voc-gpu` measures the VOC recipe's step at random CLIP weights (speed does not depend
 on the weights): the release-faithful configuration (fp32, torch co-attention, pydensecrf on the CPU)
 beside the fast ones (bf16 autocast, Triton co-attention, the exact CRF on the GPU, cuDNN autotuning,
-NHWC convolutions), each change added one at a time so that the table says what each one buys.
+NHWC convolutions, a bf16 image tower), each change added one at a time so that the table says what
+each one buys.
 """
 from __future__ import annotations
 
@@ -44,11 +45,12 @@ class StepConfig:
     crf_backend: str = "pydensecrf"  # boundary-loss CRF: pydensecrf (CPU) | exact (logits' device)
     cudnn_benchmark: bool = False  # cuDNN picks its convolution algorithms by timing them
     channels_last: bool = False  # convolution weights (adapter, decoder) in NHWC, so cuDNN runs NHWC kernels
+    bf16_image_tower: bool = False  # the frozen image tower stored in bf16 and run outside autocast
 
     @property
     def release_faithful(self) -> bool:
         return (self.impl, self.precision, self.crf_backend) == ("torch", "fp32", "pydensecrf") and not (
-            self.cudnn_benchmark or self.channels_last)
+            self.cudnn_benchmark or self.channels_last or self.bf16_image_tower)
 
 
 # The GPU ladder: each configuration adds one change to the one before it.
@@ -59,6 +61,8 @@ VOC_GPU_CONFIGS = (
     StepConfig("fast", impl="triton", precision="bf16", crf_backend="exact", cudnn_benchmark=True),
     StepConfig("fast+channels-last", impl="triton", precision="bf16", crf_backend="exact", cudnn_benchmark=True,
                channels_last=True),
+    StepConfig("fast+channels-last+bf16-tower", impl="triton", precision="bf16", crf_backend="exact",
+               cudnn_benchmark=True, channels_last=True, bf16_image_tower=True),
 )
 
 
@@ -104,6 +108,8 @@ def measure(cfg: WeakCLIPConfig, class_names, step: StepConfig, batch: int, size
     model = WeakCLIP(dataclasses.replace(cfg, impl=step.impl), class_names).to(device)
     if step.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if step.bf16_image_tower:
+        model.store_image_tower_in(torch.bfloat16)
     groups = [g for g in model.param_groups(1e-4, 3e-5) if g.get("lr", 1e-4) > 0]
     optimizer = torch.optim.AdamW(groups, lr=1e-4)
     loss_fn = WeakCLIPLoss(crf_workers=crf_workers, crf_backend=step.crf_backend)
@@ -164,6 +170,7 @@ def throughput_rows(profile: str, dataset: str, cfg: WeakCLIPConfig, class_names
                                  unit=next((u for k, u in unit.items() if k in metric), ""), impl=step.impl,
                                  precision=step.precision, config=step.name, crf_backend=step.crf_backend,
                                  cudnn_benchmark=step.cudnn_benchmark, channels_last=step.channels_last,
+                                 bf16_image_tower=step.bf16_image_tower,
                                  arch=cfg.arch,
                                  batch_size=perf["batch_size"], image_size=perf["image_size"],
                                  device_type=device.type))
