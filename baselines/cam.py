@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from weakclip.io import atomic_path
+from weakclip.optim import adamw
 
 from .clip_dense import resolve_device
 from .common import assemble_cams, check_sample, iter_samples, make_config, save_cams
@@ -105,7 +106,7 @@ def fit(dataset, cfg: dict | CAMConfig, out_path: str, progress: bool = True) ->
     if c.optimizer == "sgd":
         opt = torch.optim.SGD(groups, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
     elif c.optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay)
+        opt = adamw(groups, lr=c.lr, weight_decay=c.weight_decay)
     else:
         raise ValueError(f"cam: optimizer must be sgd|adamw, got {c.optimizer!r}")
     steps = c.epochs * max(1, n // c.batch_size)

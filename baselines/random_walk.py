@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from weakclip.crf import CRFParams, dense_crf
 from weakclip.io import IGNORE_INDEX, atomic_path
+from weakclip.optim import adamw
 
 from .affinity_net import AffinityNet, load_affinity_net, pair_affinity
 from .clip_dense import resolve_device
@@ -151,7 +152,7 @@ def fit(dataset, cam_dir: str, cfg: dict | RWConfig, out_path: str, progress: bo
     conf_share = float(np.mean([(lab != IGNORE_INDEX).mean() for _, lab in data]))
     offsets = half_offsets(c.radius)
     model = AffinityNet(c.backbone, c.embed_dim, c.backbone_weights).to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    opt = adamw(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     steps_per_epoch = max(1, len(data) // c.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (1 - i / (c.epochs * steps_per_epoch)) ** 0.9)
     history = []

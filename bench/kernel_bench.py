@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bench.provenance import environment
+from bench.provenance import device_label, environment
 from weakclip.kernels import co_attention, co_attention_reference
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def _env_columns(env: dict) -> dict:
     git = env["git"]  # a copy of the tree without .git (a lent GPU machine) takes the revision from the caller
     sha = git["sha"] or os.environ.get("WEAKCLIP_GIT_SHA")
     dirty = git["dirty"] if git["sha"] else os.environ.get("WEAKCLIP_GIT_DIRTY")
-    return {"device": f'{dev["type"]}:{dev["name"]}', "git_sha": sha, "git_dirty": dirty,
+    return {"device": device_label(dev), "git_sha": sha, "git_dirty": dirty,
             "torch": env["versions"].get("torch"), "triton": env["versions"].get("triton"),
             "host": env["host"], "timestamp": env["timestamp"]}
 

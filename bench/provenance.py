@@ -69,14 +69,36 @@ def package_versions() -> dict:
     return versions
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_description() -> dict:
+    """The device behind a number. On the CPU it names the model and the vector ISA torch dispatches to:
+    float results differ in the last bits between ISAs (AVX2 vs AVX512 kernels), and a trained model
+    carries that into its mIoU, so two hosts can give slightly different numbers for the same commit."""
     import torch
 
     if torch.cuda.is_available():
         idx = torch.cuda.current_device()
         return {"type": "cuda", "name": torch.cuda.get_device_name(idx), "count": torch.cuda.device_count(),
                 "cuda": torch.version.cuda}
-    return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    return {"type": "cpu", "name": cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),
+            "arch": platform.machine(), "threads": torch.get_num_threads()}
+
+
+def device_label(device: dict) -> str:
+    """'cuda:NVIDIA H200', 'cpu:AMD EPYC (AVX512)': the `device` column of result rows."""
+    isa = f' ({device["isa"]})' if device.get("isa") else ""
+    return f'{device["type"]}:{device["name"]}{isa}'
 
 
 def environment() -> dict:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from weakclip.io import atomic_path, write_json
 
-from .provenance import environment
+from .provenance import device_label, environment
 
 ROW_KEYS = ("profile", "dataset", "method", "stage", "split", "metric", "seed", "value", "unit")
 
@@ -25,7 +25,7 @@ def env_columns(env: dict | None = None) -> dict:
     return {
         "git_sha": env["git"]["sha"],
         "git_dirty": env["git"]["dirty"],
-        "device": f'{env["device"]["type"]}:{env["device"]["name"]}',
+        "device": device_label(env["device"]),
         "torch": versions.get("torch"),
         "python": versions.get("python"),
         "timestamp": env["timestamp"],

@@ -19,6 +19,7 @@ import torch
 
 from weakclip.losses import WeakCLIPLoss
 from weakclip.model import WeakCLIP, WeakCLIPConfig
+from weakclip.optim import adamw
 
 from .data import VOC_CLASSES
 from .results import make_row, write_rows
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
         model = model.to(memory_format=torch.channels_last)
     if step.bf16_image_tower:
         model.store_image_tower_in(torch.bfloat16)
-    optimizer = torch.optim.AdamW([g for g in model.param_groups(1e-4, 3e-5)], lr=1e-4)
+    optimizer = adamw([g for g in model.param_groups(1e-4, 3e-5)], lr=1e-4)
     loss_fn = WeakCLIPLoss(crf_workers=None, crf_backend=step.crf_backend)
     data = synthetic_batch(args.batch, args.size, len(names), device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=step.precision == "bf16")

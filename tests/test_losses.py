@@ -156,28 +156,3 @@ def test_resize_images_uint8():
     assert (
         len(out) == 2 and out[0].shape == (64, 64, 3) and out[0].dtype == np.uint8 and (out[0] == 200).all()
     )
-
-
-@pytest.mark.parametrize("src,dst", [((4, 5), (16, 20)), ((32, 32), (512, 512)), ((8, 7), (5, 9)), ((3, 3), (3, 3))])
-def test_bilinear_matrices_reproduce_interpolate_and_its_gradient(src, dst):
-    from weakclip.losses import bilinear_matrix
-
-    x = torch.randn(2, 3, *src, dtype=torch.float64, requires_grad=True)
-    want = F.interpolate(x, size=dst, mode="bilinear", align_corners=False)
-    rows, cols = bilinear_matrix(src[0], dst[0]).double(), bilinear_matrix(src[1], dst[1]).double()
-    got = rows @ x @ cols.T
-    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)  # float32 weights, exact positions
-    g = torch.randn_like(want)
-    (grad_want,) = torch.autograd.grad(want, x, g)
-    (grad_got,) = torch.autograd.grad(got, x, g)
-    torch.testing.assert_close(grad_got, grad_want, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.gpu
-def test_upsample_bilinear_on_cuda_matches_interpolate():
-    from weakclip.losses import upsample_bilinear
-
-    x = torch.randn(4, 21, 32, 32, device="cuda")
-    torch.testing.assert_close(upsample_bilinear(x, (512, 512)),
-                               F.interpolate(x, size=(512, 512), mode="bilinear", align_corners=False),
-                               atol=1e-5, rtol=1e-5)

@@ -9,6 +9,7 @@ an FPN neck, a Semantic-FPN head summing the levels at stride 4, dropout and a 1
 - Semantic-FPN head (Kirillov et al. 2019): a level at stride s gets max(1, log2(s/4)) stages of
   conv3x3 -> norm (BN or GN) -> ReLU, each followed by a 2x bilinear upsample while s > 4; levels are summed
   at stride 4, then Dropout2d(p) and a 1x1 conv give the K logits at stride 4.
+Bilinear resizes go through weakclip.resize (matrix products in training: a much faster backward).
 The levels need not be four: with the pyramid adapter off a single level at the patch stride is decoded.
 """
 
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from weakclip.resize import Upsample2x, resize_bilinear
 
 OUTPUT_STRIDE = 4
 
@@ -66,7 +69,7 @@ class SemanticFPNHead(nn.Module):
                     nn.ReLU(inplace=True),
                 ]
                 if s > OUTPUT_STRIDE:
-                    stages.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
+                    stages.append(Upsample2x())
             self.scale_heads.append(nn.Sequential(*stages))
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
@@ -76,7 +79,7 @@ class SemanticFPNHead(nn.Module):
         for head, f in zip(self.scale_heads, feats, strict=True):
             y = head(f)
             if tuple(y.shape[-2:]) != tuple(out_size):  # odd grids: a max-pooled level loses a row
-                y = F.interpolate(y, size=out_size, mode="bilinear", align_corners=False)
+                y = resize_bilinear(y, out_size)
             out = y if out is None else out + y
         return self.classifier(self.dropout(out))
 
@@ -109,7 +112,7 @@ class TextGuidedDecoder(nn.Module):
         if self.text_guided:
             feats = [
                 torch.cat(
-                    [f, F.interpolate(score_map, size=f.shape[-2:], mode="bilinear", align_corners=True)], 1
+                    [f, resize_bilinear(score_map, f.shape[-2:], align_corners=True)], 1
                 )
                 for f in feats
             ]

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from weakclip.crf import crf_params, default_workers, dense_crf_many
 from weakclip.crf_exact import dense_crf_exact
 from weakclip.io import IGNORE_INDEX
+from weakclip.resize import resize_bilinear
 
 RATIO_MIN, RATIO_MAX = 0.05, 20.0
 
@@ -102,37 +103,9 @@ def boundary_loss(log_probs: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return (q * log_ratio).sum(dim=1).mean()
 
 
-def bilinear_matrix(src: int, dst: int, device=None) -> torch.Tensor:
-    """(dst, src) float32 rows of F.interpolate's bilinear weights along one axis (align_corners=False)."""
-    x = ((torch.arange(dst, device=device, dtype=torch.float64) + 0.5) * (src / dst) - 0.5).clamp_min(0.0)
-    lo = x.floor().long().clamp(max=src - 1)
-    hi = (lo + 1).clamp(max=src - 1)
-    frac = x - lo
-    rows = torch.arange(dst, device=device)
-    weights = torch.zeros(dst, src, device=device, dtype=torch.float64)
-    weights.index_put_((rows, lo), 1.0 - frac, accumulate=True)
-    weights.index_put_((rows, hi), frac, accumulate=True)
-    return weights.float()
-
-
-def upsample_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """F.interpolate(x, size, "bilinear", align_corners=False) on CUDA as two matrix products.
-
-    Bilinear resizing is separable and linear: up = A_h @ x @ A_w^T. On CUDA the matrix form is much
-    faster where a small map is upsampled a lot (the aux logits, 32x32 -> 512x512 on the VOC recipe):
-    interpolate's backward scatters with atomics onto the few input pixels (18 ms per step on an H200),
-    a matrix product's backward does not. Same values up to float rounding; other devices use interpolate.
-    """
-    if not x.is_cuda:
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    rows = bilinear_matrix(x.shape[-2], size[0], x.device).to(x.dtype)
-    cols = bilinear_matrix(x.shape[-1], size[1], x.device).to(x.dtype)
-    return rows @ x @ cols.T  # (H, h) @ (B, K, h, w) @ (w, W) -> (B, K, H, W)
-
-
 def aux_ce_loss(aux_logits: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
     """CE of aux logits (B, K, h, w) upsampled (bilinear) to the seeds (B, H, W); 255 ignored (0 if all)."""
-    up = upsample_bilinear(aux_logits, tuple(seeds.shape[-2:]))
+    up = resize_bilinear(aux_logits, tuple(seeds.shape[-2:]))
     if not (seeds != IGNORE_INDEX).any():
         return up.sum() * 0.0
     return F.cross_entropy(up, seeds, ignore_index=IGNORE_INDEX)
@@ -190,7 +163,7 @@ class WeakCLIPLoss:
                 f"same size, got {tuple(seeds.shape)} and {tuple(images.shape)}"
             )
         size = self.loss_size
-        small = F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
+        small = resize_bilinear(logits.float(), (size, size))
         log_probs = F.log_softmax(small, dim=1)  # (B, K, s, s)
         cues = seeds_to_cues(seeds, logits.shape[1], size)
         seed = seeding_loss(log_probs, cues)

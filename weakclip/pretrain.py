@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from weakclip.clip_towers import build_clip, get_tokenizer, zero_shot_classifier
 from weakclip.io import atomic_path, load_image, load_mask
+from weakclip.optim import adamw
 from weakclip.schedule import lr_at
 
 
@@ -236,7 +237,7 @@ def _optimizer(clip, cfg: PretrainConfig) -> torch.optim.AdamW:
         {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": cfg.weight_decay},
         {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    return adamw(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
 def pretrain_clip(dataset_root, out_path, cfg: PretrainConfig, log_path=None) -> dict:

@@ -38,6 +38,7 @@ from weakclip.distributed import (
     sample_seed,
 )
 from weakclip.io import atomic_path
+from weakclip.optim import adamw
 from weakclip.schedule import lr_at, lr_scale_at
 
 
@@ -246,7 +247,7 @@ def _train(model, loss_fn, dataset, cfg, out_dir, ckpt_dir, info, resume, stop_a
     model.to(device)
     groups = _param_groups(model, cfg)
     trainable = [p for g in groups for p in g["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    optimizer = adamw(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
     start_it, window, elapsed_before, ckpt = 0, {"n": 0, "sums": {}}, 0.0, None
     last_path = ckpt_dir / "last.pt"

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weakclip.resize import resize_bilinear
+
 
 @dataclass
 class SegNetConfig:
@@ -121,7 +123,7 @@ class DeepLabLargeFOV(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.head(self.features(images))  # (B, K, H/8, W/8)
-        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return resize_bilinear(logits, images.shape[-2:])
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(pretrained backbone params, new head params): the head trains at head_lr_mult x lr."""

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from bench.provenance import environment
 from bench.segnet.model import DeepLabLargeFOV, SegNetConfig, build_segnet
 from weakclip.io import IGNORE_INDEX, atomic_path, write_json, write_text
+from weakclip.optim import adamw
 
 CHECKPOINT = "last.pt"
 MODEL = "model.pt"
@@ -46,7 +47,7 @@ def make_optimizer(model: DeepLabLargeFOV, cfg: SegNetConfig) -> torch.optim.Opt
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return adamw(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"segnet: optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
 
 

@@ -27,6 +27,7 @@ import torch
 
 from weakclip.losses import WeakCLIPLoss
 from weakclip.model import WeakCLIP, WeakCLIPConfig
+from weakclip.optim import adamw
 
 from ..data import VOC_CLASSES, build_dataset
 from ..results import make_row, write_rows
@@ -111,7 +112,7 @@ def measure(cfg: WeakCLIPConfig, class_names, step: StepConfig, batch: int, size
     if step.bf16_image_tower:
         model.store_image_tower_in(torch.bfloat16)
     groups = [g for g in model.param_groups(1e-4, 3e-5) if g.get("lr", 1e-4) > 0]
-    optimizer = torch.optim.AdamW(groups, lr=1e-4)
+    optimizer = adamw(groups, lr=1e-4)
     loss_fn = WeakCLIPLoss(crf_workers=crf_workers, crf_backend=step.crf_backend)
     data = synthetic_batch(batch, size, len(class_names), device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=step.precision == "bf16")
