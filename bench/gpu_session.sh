@@ -21,7 +21,7 @@ export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/nvidia_smi.csv"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 
-gpu_tests="tests/test_crf_exact.py tests/test_losses.py"
+gpu_tests="tests/test_crf_exact.py tests/test_resize.py"
 [ "${SKIP_KERNELS:-0}" != 1 ] && gpu_tests="$gpu_tests tests/test_kernels_gpu.py"
 echo "== GPU tests: $gpu_tests"
 python3 -m pytest -q -o addopts="" -m gpu $gpu_tests -p no:cacheprovider >"$out/gpu_tests.txt" 2>&1
