@@ -80,6 +80,8 @@ def synthetic_batch(batch: int, size: int, num_classes: int, device: torch.devic
     mask = torch.randint(0, num_classes, (batch, size, size), generator=gen)
     mask[:, : size // 8] = 255
     image = (images_uint8.permute(0, 3, 1, 2).float() / 255 - 0.45) / 0.25
+    if device.type == "cuda":  # as the trainer's loader (pin_memory) hands it over; it stays on the host
+        images_uint8 = images_uint8.pin_memory()
     return {"image": image.to(device), "mask": mask.to(device), "image_uint8": images_uint8}
 
 
