@@ -8,8 +8,6 @@ import yaml
 
 from bench.provenance import device_description, device_label, git_revision
 
-needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-
 
 def _git(root, *args):
     subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
@@ -17,6 +15,8 @@ def _git(root, *args):
 
 @pytest.fixture
 def repo(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
     (tmp_path / "profiles").mkdir()
     for name, iters in (("synthetic", 320), ("ci", 60)):
         (tmp_path / "profiles" / f"{name}.yaml").write_text(yaml.safe_dump({"profile": name, "iters": iters}))
@@ -28,13 +28,11 @@ def repo(tmp_path):
     return tmp_path
 
 
-@needs_git
 def test_clean_tree(repo):
     rev = git_revision(repo)
     assert rev["dirty"] is False and len(rev["sha"]) == 40
 
 
-@needs_git
 def test_results_and_lock_do_not_count(repo):
     (repo / "results").mkdir()
     (repo / "results" / "x.csv").write_text("a\n")
@@ -44,34 +42,29 @@ def test_results_and_lock_do_not_count(repo):
     assert git_revision(repo)["dirty"] is False
 
 
-@needs_git
 def test_a_code_change_is_dirty(repo):
     (repo / "code.py").write_text("x = 2\n")
     assert git_revision(repo)["dirty"] is True
 
 
-@needs_git
 def test_params_switched_to_another_committed_profile_is_clean(repo):
     # what `python -m bench.profiles use ci` writes: a header comment, then the profile's params
     (repo / "params.yaml").write_text("# Active profile: ci\n" + yaml.safe_dump({"profile": "ci", "iters": 60}))
     assert git_revision(repo)["dirty"] is False
 
 
-@needs_git
 @pytest.mark.parametrize("params", [{"profile": "ci", "iters": 61}, {"profile": "nope", "iters": 60}])
 def test_params_that_are_no_committed_profile_are_dirty(repo, params):
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     assert git_revision(repo)["dirty"] is True
 
 
-@needs_git
 def test_params_matching_an_edited_profile_file_are_dirty(repo):
     (repo / "profiles" / "ci.yaml").write_text(yaml.safe_dump({"profile": "ci", "iters": 61}))
     (repo / "params.yaml").write_text(yaml.safe_dump({"profile": "ci", "iters": 61}))
     assert git_revision(repo)["dirty"] is True
 
 
-@needs_git
 def test_a_copy_names_its_commit_from_the_environment(tmp_path, repo, monkeypatch):
     monkeypatch.setenv("WEAKCLIP_GIT_SHA", "a" * 40)
     assert git_revision(tmp_path / "no-history") == {"sha": "a" * 40, "dirty": None}
