@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from bench.stages.profile import VOC_GPU_CONFIGS, StepConfig, measure, profile_configs
+from bench.stages.profile import VOC_GPU_CONFIGS, StepConfig, measure, profile_configs, voc_schedule_minutes
 from weakclip.model import tiny_config
 
 CLASSES = ["background", "square", "disc"]
@@ -48,4 +48,11 @@ def test_measure_times_a_real_training_step(step):
                   device=torch.device("cpu"), crf_workers=1)
     assert res["train_images_per_s"] > 0 and res["infer_images_per_s"] > 0
     assert res["train_step_ms_p20"] <= res["train_step_ms_p50"] <= res["train_step_ms_p80"]
-    assert res["voc_schedule_minutes"] == pytest.approx(20_000 * 16 / res["train_images_per_s"] / 60)
+    assert "voc_schedule_minutes" not in res  # a tiny CLIP at 64² is not the VOC recipe's step
+
+
+def test_voc_schedule_minutes_only_for_the_voc_recipes_step():
+    assert voc_schedule_minutes("ViT-B-16", 16, 512, 160.0) == pytest.approx(20_000 * 16 / 160.0 / 60)
+    assert voc_schedule_minutes("ViT-B-16", 16, 512, 180.0) == pytest.approx(29.63, abs=0.01)  # the GPU target
+    for arch, batch, size in [("tiny", 16, 512), ("ViT-B-16", 8, 512), ("ViT-B-16", 16, 64)]:
+        assert voc_schedule_minutes(arch, batch, size, 160.0) is None
