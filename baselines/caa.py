@@ -96,9 +96,10 @@ def clip_attentions(image: np.ndarray, cfg: CAAConfig) -> tuple[list, tuple]:
 
 def refine(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, attention: torch.Tensor | None = None,
            **cfg) -> tuple[np.ndarray, np.ndarray]:
-    """CAA applied to any seed CAM (K, H, W): foreground channels are pooled to the CLIP token grid, refined,
-    min-max normalised and upsampled; background (1 - max)^t. `attention`: an optional precomputed
-    (N, N) transition matrix on a grid that divides the image (skips the CLIP forward; used in tests)."""
+    """CAA applied to any seed CAM (K, H, W): foreground channels are pooled to the CLIP token grid and
+    min-max normalised there (as CLIP-ES does its own CAMs), refined, min-max normalised and upsampled;
+    background (1 - max)^t. `attention`: an optional precomputed (N, N) transition matrix on a grid that
+    divides the image (skips the CLIP forward; used in tests)."""
     c = make_config(CAAConfig, cfg)
     H, W = image.shape[:2]
     if attention is None:
@@ -116,7 +117,10 @@ def refine(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, attention: t
     fg_grid = F.adaptive_avg_pool2d(fg[None], grid)[0].numpy()  # (K-1, h, w)
     refined = np.zeros((cams.shape[0] - 1,) + tuple(grid), np.float32)
     for k in np.flatnonzero(keep[1:]):
-        refined[k] = apply_caa(fg_grid[k], trans, c.box_threshold)
+        # Min-max on the token grid first, as CLIP-ES scales its Grad-CAM before CAA (scale_cam_image):
+        # the box threshold (box_threshold x max) then cuts the same share of the map for any seed CAM.
+        cam = fg_grid[k]
+        refined[k] = apply_caa((cam - cam.min()) / (cam.max() - cam.min() + 1e-7), trans, c.box_threshold)
     out = np.zeros(cams.shape, np.float32)
     out[1:] = upsample_minmax(refined, (H, W)) * keep[1:, None, None]
     out[0] = background_score(out[1:], c.bg_power)

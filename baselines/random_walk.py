@@ -247,6 +247,10 @@ def refine(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, checkpoint: 
     c = make_config(RWConfig, c, **overrides)
     H, W = image.shape[:2]
     keep = present_mask(labels)
+    if not keep[1:].any():  # no foreground label (COCO has such images): all background, nothing to walk
+        probs = np.zeros(cams.shape, np.float32)
+        probs[0] = 1.0
+        return probs, np.zeros((H, W), np.uint8)
     with torch.no_grad():
         feats = model(torch.from_numpy(np.ascontiguousarray(image))[None])[0].float().cpu()  # (E, h, w)
         h, w = feats.shape[-2:]

@@ -7,10 +7,16 @@ Gates come from params.yaml `check.gates`: each names a stage, a metric and a to
   kind "abs":   higher-is-better numbers (mIoU, mAP) may drop by at most `tolerance` (absolute);
   kind "ratio": speeds may fall to at most `tolerance` x the reference (e.g. 0.5 = half as fast);
   `better: lower` flips the direction (milliseconds, memory).
-Numbers are averaged over run seeds before comparison. A gated number that is missing from the
-current results is a failure, never a pass. So is a gate that cannot fail: "abs" numbers are scores
-(mIoU, mAP) that never go below 0, so a reference within `tolerance` of 0 would pass anything; the
-reference leaves such numbers out (and says so), and a reference row holding one fails the check.
+The reference file holds the numbers; the tolerances are always the params' current ones. A number is
+one (stage, method, split, metric, config) averaged over run seeds, so each step configuration of the
+profile stage (release-faithful, fast, ...) is gated on its own.
+
+A gated number that is missing from the current results is a failure, never a pass. So is a gate that
+cannot fail: "abs" numbers are scores (mIoU, mAP) that never go below 0, so a reference within
+`tolerance` of 0 would pass anything; the reference leaves such numbers out (and says so), and a
+reference row holding one fails the check. A gated number the reference does not hold yet (a method or
+ablation step added since) is listed as `new` and passes; `--update-reference` pins it. A profile with
+`check.require_reference: false` (voc, coco: their numbers are yours to pin) passes without a file.
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ from .params import get, load_params
 from .provenance import REPO_ROOT, environment
 
 RESULTS = REPO_ROOT / "results"
-KEY = ["stage", "method", "split", "metric"]
+KEY = ["stage", "method", "split", "metric", "config"]
+PASSING = ("ok", "new", "not gated")
 SCORE_FLOOR = 0.0  # the lowest value an "abs" (score) number can take
 
 
@@ -37,8 +44,25 @@ def current_numbers(results_dir: Path, profile: str) -> pd.DataFrame:
         return pd.DataFrame(columns=KEY + ["value"])
     rows = pd.concat(frames, ignore_index=True)
     rows = rows[(rows["profile"] == profile) & rows["value"].notna()]
-    rows = rows.assign(split=rows["split"].fillna(""), method=rows["method"].fillna(""))
-    return rows.groupby(KEY, as_index=False)["value"].mean()
+    return with_blank_keys(rows).groupby(KEY, as_index=False)["value"].mean()
+
+
+def with_blank_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """Key columns as strings, '' where a row has none (metrics rows have no step configuration)."""
+    def blank(column: pd.Series) -> pd.Series:
+        return column.astype(object).where(column.notna(), "").astype(str)
+
+    return frame.assign(**{k: blank(frame[k]) if k in frame.columns else "" for k in KEY
+                           if k not in ("stage", "metric")})
+
+
+def gate_for(row, gates: list[dict]) -> dict | None:
+    """The first gate naming this row's stage and metric (and its method, when the gate lists methods)."""
+    for gate in gates:
+        if gate["stage"] == row["stage"] and gate["metric"] == row["metric"] and (
+                "methods" not in gate or row["method"] in gate["methods"]):
+            return gate
+    return None
 
 
 def bound_of(ref: float, kind: str, tolerance: float, higher: bool) -> float:
@@ -57,43 +81,55 @@ def cannot_fail(ref: float, kind: str, tolerance: float, higher: bool) -> bool:
 def gated(numbers: pd.DataFrame, gates: list[dict]) -> pd.DataFrame:
     """The reference rows: every gated number except those no value could fail (printed)."""
     out = []
-    for gate in gates:
-        sel = numbers[(numbers["stage"] == gate["stage"]) & (numbers["metric"] == gate["metric"])]
-        if "methods" in gate:
-            sel = sel[sel["method"].isin(gate["methods"])]
+    for _, row in numbers.iterrows():
+        gate = gate_for(row, gates)
+        if gate is None:
+            continue
         higher = gate.get("better", "higher") == "higher"
-        for _, row in sel.iterrows():
-            if cannot_fail(row["value"], gate["kind"], gate["tolerance"], higher):
-                print(f"not gated: {row['stage']} {row['method']} {row['metric']} = {row['value']:.4g} is within "
-                      f"the tolerance {gate['tolerance']} of {SCORE_FLOOR}, so no value could fail it")
-                continue
-            out.append({**{k: row[k] for k in KEY}, "value": row["value"], "kind": gate["kind"],
-                        "tolerance": gate["tolerance"], "better": gate.get("better", "higher")})
+        if cannot_fail(row["value"], gate["kind"], gate["tolerance"], higher):
+            print(f"not gated: {row['stage']} {row['method']} {row['metric']} = {row['value']:.4g} is within "
+                  f"the tolerance {gate['tolerance']} of {SCORE_FLOOR}, so no value could fail it")
+            continue
+        out.append({**{k: row[k] for k in KEY}, "value": row["value"], "kind": gate["kind"],
+                    "tolerance": gate["tolerance"], "better": gate.get("better", "higher")})
     return pd.DataFrame(out, columns=KEY + ["value", "kind", "tolerance", "better"])
 
 
-def compare(reference: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
-    """One row per reference number with the current value, the allowed bound and a status."""
-    merged = reference.merge(current[KEY + ["value"]], on=KEY, how="left", suffixes=("_ref", "_now"))
-    bounds, status = [], []
+def compare(reference: pd.DataFrame, current: pd.DataFrame, gates: list[dict]) -> pd.DataFrame:
+    """One row per reference number, and per gated current number the reference lacks, with the
+    current value, the allowed bound under the params' gate and a status."""
+    merged = reference[KEY + ["value"]].merge(current[KEY + ["value"]], on=KEY, how="outer",
+                                              suffixes=("_ref", "_now"), indicator=True)
+    rows = []
     for _, r in merged.iterrows():
-        ref, now, tol = r["value_ref"], r["value_now"], r["tolerance"]
-        higher = r["better"] == "higher"
-        bound = bound_of(ref, r["kind"], tol, higher)
-        bounds.append(bound)
-        if cannot_fail(ref, r["kind"], tol, higher):
-            status.append("CANNOT FAIL")
+        gate = gate_for(r, gates)
+        ref, now = r["value_ref"], r["value_now"]
+        out = {**{k: r[k] for k in KEY}, "value_ref": ref, "value_now": now, "bound": float("nan"),
+               "kind": gate["kind"] if gate else "", "tolerance": gate["tolerance"] if gate else float("nan")}
+        if gate is None:
+            if r["_merge"] == "right_only":
+                continue  # an ungated current number: not the check's business
+            rows.append({**out, "status": "not gated"})  # the params dropped this number's gate
+            continue
+        higher = gate.get("better", "higher") == "higher"
+        if r["_merge"] == "right_only":
+            rows.append({**out, "status": "new"})
+            continue
+        out["bound"] = bound_of(ref, gate["kind"], gate["tolerance"], higher)
+        if cannot_fail(ref, gate["kind"], gate["tolerance"], higher):
+            status = "CANNOT FAIL"
         elif pd.isna(now):
-            status.append("MISSING")
-        elif (now < bound) if higher else (now > bound):
-            status.append("REGRESSED")
+            status = "MISSING"
+        elif (now < out["bound"]) if higher else (now > out["bound"]):
+            status = "REGRESSED"
         else:
-            status.append("ok")
-    return merged.assign(bound=bounds, status=status)
+            status = "ok"
+        rows.append({**out, "status": status})
+    return pd.DataFrame(rows, columns=KEY + ["value_ref", "value_now", "bound", "kind", "tolerance", "status"])
 
 
 def format_table(table: pd.DataFrame) -> str:
-    cols = KEY + ["value_ref", "value_now", "bound", "kind", "status"]
+    cols = KEY + ["value_ref", "value_now", "bound", "kind", "tolerance", "status"]
     return table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
@@ -124,19 +160,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(reference)} reference numbers to {ref_path}")
         return 0
 
-    if not ref_path.is_file():
+    if ref_path.is_file():
+        reference = with_blank_keys(pd.read_csv(ref_path, keep_default_na=False, na_values=[""]))
+    elif get(params, "check.require_reference", True):
         print(f"no reference file {ref_path}; create it with `python -m bench.check --update-reference`",
               file=sys.stderr)
         return 2
-    reference = pd.read_csv(ref_path, keep_default_na=False, na_values=[""])
-    reference = reference.assign(split=reference["split"].fillna(""), method=reference["method"].fillna(""))
-    table = compare(reference, current)
+    else:
+        print(f"no reference file {ref_path} (check.require_reference is false): every gated number is new")
+        reference = pd.DataFrame(columns=KEY + ["value"])
+    table = compare(reference, current, gates)
     if args.out:
         with atomic_path(args.out, suffix=".csv") as tmp:
             table.to_csv(tmp, index=False)
     print(f"profile {profile}: {len(table)} gated numbers against {ref_path}")
     print(format_table(table))
-    bad = table[table["status"] != "ok"]
+    bad = table[~table["status"].isin(PASSING)]
     if len(bad):
         print(f"\nFAIL: {len(bad)} gated number(s) regressed, missing or ungateable", file=sys.stderr)
         return 1

@@ -98,9 +98,10 @@ def main(argv=None) -> int:
         print(f"bench.evaluate: error: {exc}", file=sys.stderr)
         return 2
     miou = "n/a" if result["miou"] is None else f"{result['miou'] * 100:.2f}"
+    coverage = "n/a" if result["coverage"] is None else f"{result['coverage']:.4f}"  # no scorable pixel
     print(
         f"mIoU {miou} over {result['n_classes_scored']} classes, {result['n_images']} images, "
-        f"coverage {result['coverage']:.4f} (pred_ignore={result['pred_ignore']})"
+        f"coverage {coverage} (pred_ignore={result['pred_ignore']})"
         + (f" -> {args.out}" if args.out else "")
     )
     return 0

@@ -136,6 +136,8 @@ class ConfusionMatrix:
 def _as_uint8(values: np.ndarray, name: str) -> np.ndarray:
     if values.dtype == np.uint8:
         return values
+    if values.dtype.kind not in "iub":  # a probability or score map, not labels: casting would truncate it
+        raise ValueError(f"{name}: labels must be integers, got dtype {values.dtype}")
     if values.size and (values.min() < 0 or values.max() > 255):
         raise ValueError(f"{name}: label values outside 0..255")
     return values.astype(np.uint8)

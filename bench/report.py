@@ -387,7 +387,8 @@ def build(results: Path) -> Path:
         sections.append(f"## Qualitative grid\n\n![qualitative]({qual.relative_to(results)})\n")
     curves = []
     for prefix, keys in (("weakclip", ("total", "seeding", "boundary", "aux")), ("segnet", ("loss",))):
-        logs = {f"{p.parent.name}/{p.stem}": p for p in sorted((results / "logs").glob(f"{prefix}-*/*.jsonl"))}
+        logs = {f"{p.parent.name}/{p.stem}": p for p in sorted((results / "logs").glob(f"{prefix}-*/*.jsonl"))
+                if not p.parent.name.endswith(".partial")}  # a stage's logs before it publishes them
         if logs:
             png = plots.training_curves(logs, figs / f"training_curves_{prefix}.png", keys)
             curves.append(f"![{prefix} curves]({png.relative_to(results)})\n")

@@ -61,8 +61,8 @@ def read_rows(paths: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(ROW_KEYS))
 
 
-def write_metrics(path: str | Path, profile: str, metrics: dict, params: dict | None = None,
-                  env: dict | None = None) -> None:
-    """A JSON metrics file for DVC: {profile, metrics: {...}, params, environment}."""
-    write_json(path, {"profile": profile, "metrics": metrics, "params": params or {},
-                      "environment": env or environment()})
+def write_metrics(path: str | Path, profile: str, metrics: dict) -> None:
+    """A JSON metrics file for `dvc metrics show/diff`: {profile, metrics: {...}}, numbers only below
+    `metrics`. The provenance (git revision, device, versions) is in the CSV rows beside it: in here,
+    a timestamp or a commit hash would show up in every `dvc metrics diff` as a changed metric."""
+    write_json(path, {"profile": profile, "metrics": metrics})

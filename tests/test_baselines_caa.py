@@ -77,3 +77,22 @@ def test_clip_attentions_tiny_clip():
     cams[2, 10:30, 20:40] = 1.0
     _, mask = caa.refine(img, cams, np.array([0, 1], np.float32), device="cpu")
     assert mask.shape == (40, 72) and set(np.unique(mask)) <= {0, 2}
+
+
+def test_refiner_min_max_normalises_the_seed_on_the_token_grid_as_clip_es_does():
+    """A seed CAM and the same CAM lifted off zero (min 0.5, as large objects give after max-normalising)
+    must refine alike: CLIP-ES min-max scales its grid CAM before the box test at 0.4 x max."""
+    trans = caa.attention_affinity([block_attention(4, 6, 3)])
+    grid_cam = np.zeros((4, 6), np.float32)
+    grid_cam[1, 1] = 1.0
+    grid_cam[:, 3:] = 0.35  # a wide, weaker region: outside the box at 0.4 x max only after min-max
+    image = np.zeros((32, 48, 3), np.uint8)
+    labels = np.array([1.0, 0.0])
+    cams = np.zeros((3, 32, 48), np.float32)
+    cams[1] = np.kron(grid_cam, np.ones((8, 8), np.float32))
+    lifted = cams.copy()
+    lifted[1] = 0.5 + 0.5 * cams[1]
+    probs, mask = caa.refine(image, cams, labels, attention=trans)
+    probs_lifted, mask_lifted = caa.refine(image, lifted, labels, attention=trans)
+    np.testing.assert_allclose(probs_lifted, probs, atol=1e-5)
+    np.testing.assert_array_equal(mask_lifted, mask)

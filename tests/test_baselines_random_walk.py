@@ -108,3 +108,6 @@ def test_fit_and_refine(tmp_path):
     assert (unsure == 255).any()
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         rw.refine(s["image"], cams, s["labels"], checkpoint=str(tmp_path / "missing.pt"))
+    # An image without foreground labels (COCO has some) is all background, not a crash in the walk.
+    probs, mask = rw.refine(s["image"], cams, np.zeros_like(s["labels"]), checkpoint=str(tmp_path / "aff.pt"))
+    assert (mask == 0).all() and (probs[0] == 1).all() and (probs[1:] == 0).all()

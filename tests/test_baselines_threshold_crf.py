@@ -94,3 +94,14 @@ def test_refine_folder_pool_matches_single_process(tmp_path):
     assert set(REFINERS) == {"threshold", "crf", "caa", "par", "random_walk"}
     with pytest.raises(ValueError, match="unknown refiner"):
         refine_folder(samples, tmp_path / "cams", tmp_path / "x", "nope", workers=1)
+
+
+def test_crf_params_name_a_bad_preset_or_field():
+    from weakclip.crf import CRFParams, crf_params
+
+    assert crf_params({"gauss_sxy": 3, "bilateral_sxy": 80, "bilateral_srgb": 13}) == \
+        CRFParams(3, 3, 80, 13, 10)  # unnamed fields keep their defaults
+    with pytest.raises(ValueError, match="unknown CRF preset 'nope'"):
+        crf_params("nope")
+    with pytest.raises(ValueError, match=r"unknown keys \['bi_rgb'\]"):
+        crf_params({"gauss_sxy": 3, "bi_rgb": 13})

@@ -104,3 +104,54 @@ def test_a_reference_row_that_cannot_fail_fails_the_check(setup, capsys):
     assert check.main(args) == 1
     line = next(ln for ln in capsys.readouterr().out.splitlines() if "miou" in ln)
     assert "CANNOT FAIL" in line
+
+
+def _params(path, gates=GATES, **check_extra):
+    path.write_text(yaml.safe_dump({"profile": "unit", "check": {"gates": gates, **check_extra}}))
+
+
+def test_tolerances_come_from_the_params_not_the_reference_file(setup):
+    results, args = setup
+    _write(results, [0.46, 0.48, 0.50], speed=100.0, mem=1000.0)  # mean 0.48: 0.04 below the reference
+    assert check.main(args) == 1  # gate tolerance 0.02
+    loose = [dict(g, tolerance=0.05) if g["metric"] == "miou" else g for g in GATES]
+    _params(results.parent / "params.yaml", loose)
+    assert check.main(args) == 0  # same reference file, the params' wider tolerance
+
+
+def test_each_step_configuration_is_gated_on_its_own(tmp_path, capsys):
+    params, results = tmp_path / "params.yaml", tmp_path / "results"
+    _params(params)
+    args = ["--params", str(params), "--results", str(results)]
+
+    def write(fast_speed):
+        write_rows(results / "perf" / "throughput.csv", [
+            make_row("unit", "synthetic", "weakclip", "profile", "", "train_images_per_s", 100.0, config="faithful"),
+            make_row("unit", "synthetic", "weakclip", "profile", "", "train_images_per_s", fast_speed, config="fast"),
+        ])
+
+    write(200.0)
+    assert check.main(args + ["--update-reference"]) == 0
+    assert set(pd.read_csv(results / "reference" / "unit.csv")["config"]) == {"faithful", "fast"}
+    write(90.0)  # the mean over both (95) would pass a 0.5 ratio of 150; the fast rung alone does not
+    assert check.main(args) == 1
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if " fast " in ln)
+    assert "REGRESSED" in line
+
+
+def test_a_number_added_since_the_reference_is_new_and_passes(setup, capsys):
+    results, args = setup
+    write_rows(results / "metrics" / "ablation.csv", [
+        make_row("unit", "synthetic", "weakclip[abl_matching]", "pseudo_mask", "train", "miou", 0.3, seed=0)])
+    assert check.main(args) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "abl_matching" in ln)
+    assert line.rstrip().endswith("new")
+
+
+def test_a_profile_may_run_without_a_reference_when_its_params_say_so(tmp_path, capsys):
+    params, results = tmp_path / "params.yaml", tmp_path / "results"
+    _write(results, [0.5], speed=100.0, mem=1000.0)
+    _params(params, require_reference=False)
+    assert check.main(["--params", str(params), "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "every gated number is new" in out and "REGRESSED" not in out

@@ -122,6 +122,18 @@ def test_resized_pos_embed_is_reused_until_the_weights_change():
     assert trained.grad is not None
 
 
+def test_resized_pos_embed_follows_the_module_to_another_dtype():
+    """module.to() keeps the Parameter object and swaps its storage: the cache must not hand back the
+    grid resized from the old storage (here float32 after a move to float64; on GPU, a CPU tensor)."""
+    module = torch.nn.Module()
+    module.pos = torch.nn.Parameter(torch.randn(1 + 4 * 4, 8), requires_grad=False)
+    first = resize_pos_embed(module.pos, (4, 4), (6, 6))
+    module.to(torch.float64)
+    moved = resize_pos_embed(module.pos, (4, 4), (6, 6))
+    assert moved.dtype == torch.float64
+    torch.testing.assert_close(moved, first.double(), atol=1e-6, rtol=1e-6)
+
+
 @pytest.mark.parametrize("which", ["tiny", "vitb"])
 def test_encode_text_from_embeddings_matches_encode_text(which, tiny, vitb):
     model = tiny if which == "tiny" else vitb

@@ -107,3 +107,14 @@ def test_module_runs_as_a_subprocess(case):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["miou"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
+
+
+def test_cli_reports_a_split_with_no_scorable_pixel(tmp_path, capsys):
+    """Ground truth all 255: mIoU and coverage are n/a, said in the summary line, not a crash."""
+    for i in range(2):
+        save_mask(tmp_path / "gt" / f"im{i}.png", np.full_like(GT, 255))
+        save_mask(tmp_path / "pred" / f"im{i}.png", PRED)
+    (tmp_path / "list.txt").write_text("im0\nim1\n")
+    assert main(_args(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "mIoU n/a" in out and "coverage n/a" in out

@@ -113,6 +113,16 @@ def test_unsupported_inputs_are_clear_errors(change, match):
         co_attention(*change(x), impl="triton")
 
 
+def test_reference_path_refuses_mismatched_batches_instead_of_broadcasting():
+    """impl='torch' runs matmuls, which would broadcast a text batch of 1 against a visual batch of 2."""
+    x = make_inputs(2, 1, 3, 9, 32, F32, "cpu", seed=1)[0]
+    one_text_image = [t[:1] for t in x[:3]] + x[3:]
+    with pytest.raises(ValueError, match="qv has shape .* matching qt's B, H, d"):
+        co_attention_reference(*one_text_image)
+    with pytest.raises(ValueError, match="qv has shape"):
+        co_attention(*one_text_image, impl="torch")
+
+
 def test_bad_impl_and_launcher_stride_check():
     x = make_inputs(1, 1, 3, 9, 32, F32, DEVICE, seed=1)[0]
     with pytest.raises(ValueError, match="impl must be one of"):

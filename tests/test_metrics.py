@@ -219,3 +219,11 @@ def test_threshold_sweep_reports_the_callers_threshold_not_the_best():
         threshold_sweep([("x", scores[:1], gt)], [0.2], 0.2, num_classes=2)
     with pytest.raises(ValueError, match="no images"):
         threshold_sweep([], [0.2], 0.2, num_classes=2)
+
+
+def test_non_integer_predictions_are_an_error_not_truncated():
+    """A probability map passed as labels would be truncated to 0 by a cast and score as a perfect match."""
+    cm = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match="prediction: labels must be integers, got dtype float"):
+        cm.update(np.full(GT.shape, 0.7), GT)
+    cm.update(PRED.astype(np.int64), GT)  # integer labels of another width are fine

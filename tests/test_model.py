@@ -19,6 +19,7 @@ from weakclip.model import (
     WeakCLIPConfig,
     tiny_config,
 )
+from weakclip.optim import adamw
 
 VOC = [
     "background",
@@ -102,6 +103,7 @@ def expected_trainable(E, width, text_width, K, patch, w=256, fpn=256, n_ctx=8, 
         "matching": matching,
         "decoder": neck + head,
         "adapter": adapter_params,
+        "decoder_layer": layer,  # one layer of one of the two matching decoders
     }
 
 
@@ -117,12 +119,15 @@ def test_vitb16_parameter_counts_both_fidelities(vitb_clip):
             f"ViT-B/16 WeakCLIP [{fidelity}]: trainable {c['trainable']:,} / total {c['total']:,} "
             f"= {100 * c['share']:.2f}% (paper: 12.4%)  parts {c['parts']}"
         )
-        assert c["total"] == clip_total + sum(exp.values())
+        parts = ("prompt", "matching", "decoder", "adapter")
+        assert c["total"] == clip_total + sum(exp[p] for p in parts)
         assert c["parts"]["clip"] == (0, clip_total)
-        for part in ("prompt", "matching", "decoder", "adapter"):
+        for part in parts:
             assert c["parts"][part][1] == exp[part], part
-    assert counts["release"]["trainable"] == exp["prompt"] + exp["matching"] + exp["decoder"]
-    assert counts["paper"]["trainable"] == counts["release"]["trainable"] + exp["adapter"]
+    # release: the adapter is frozen, and layers 1-2 of both matching decoders never reach the output
+    dead = 2 * 2 * exp["decoder_layer"]
+    assert counts["release"]["trainable"] == exp["prompt"] + exp["matching"] - dead + exp["decoder"]
+    assert counts["paper"]["trainable"] == counts["release"]["trainable"] + dead + exp["adapter"]
     assert counts["paper"]["share"] > counts["release"]["share"]
 
 
@@ -146,6 +151,20 @@ def test_vitb16_forward_backward_gradients(vitb_clip):
         assert all(g is not None for g in grads), name
         assert sum(g.abs().sum() for g in grads) > 0, name
     assert m.prompt.ctx.grad.abs().sum() > 0  # through the frozen text tower
+
+
+@pytest.mark.parametrize("fidelity", ["release", "paper"])
+def test_exactly_the_trainable_parameters_get_gradients(tiny_clip, fidelity):
+    """The trainable count (the report's share) holds what training can change: a parameter marked
+    trainable that never gets a gradient (the release's unchained decoder layers) would inflate it."""
+    m = WeakCLIP(tiny_config(fidelity=fidelity), VOC, clip=tiny_clip).train()
+    out = m(torch.randn(2, 3, 64, 64))
+    (out["logits"].logsumexp(1).mean() + out["aux_logits"].logsumexp(1).mean()).backward()
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    with_grad = {n for n, p in m.named_parameters() if p.grad is not None}
+    assert trainable == with_grad
+    dead = {n for n in trainable | with_grad if ".layers.0." in n or ".layers.1." in n}
+    assert (dead == set()) == (fidelity == "release")
 
 
 def test_tiny_all_ablation_steps_and_fidelities(tiny_clip):
@@ -331,6 +350,15 @@ def test_inference_reuses_class_text_until_the_prompt_changes(tiny_clip, monkeyp
     assert len(encodes) == 2 and not torch.equal(changed, first)
     m(x)  # with autograd the prompt is always encoded (its gradient is needed)
     assert len(encodes) == 3
+    # torch's fused AdamW (weakclip.optim) updates in place without bumping the version counter: the
+    # cache must still see the new context vectors.
+    with torch.no_grad():
+        before = m(x)["logits"]
+    m.prompt.ctx.grad = torch.ones_like(m.prompt.ctx)
+    adamw([m.prompt.ctx], lr=0.1).step()
+    with torch.no_grad():
+        after = m(x)["logits"]
+    assert len(encodes) == 5 and not torch.equal(after, before)
 
 
 def test_image_tower_stored_in_bf16_matches_fp32_and_still_trains():

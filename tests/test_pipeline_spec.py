@@ -1,8 +1,10 @@
-"""dvc.yaml's promises: every stage runs a module that exists and depends on its own source, and the
-declared metrics and plots are files the committed results hold."""
+"""dvc.yaml's promises: every stage runs a module that exists and depends on its own source and on every
+repository module that source imports, a stage reads no params key it does not declare, and the declared
+metrics and plots are files the committed results hold."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,79 @@ def test_stage_runs_an_existing_module_listed_in_its_deps(name):
     deps = declared(stage["deps"])
     assert any(source == d or source.startswith(d.rstrip("/") + "/") for d in deps), (
         f"{name}: its own source {source} is not among its deps {deps}")
+
+
+PACKAGES = ("bench", "weakclip", "baselines")
+
+
+def module_file(module: str) -> Path | None:
+    path = ROOT.joinpath(*module.split("."))
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Repository modules a file imports anywhere in it (module level or inside functions), as dotted
+    names; `from pkg import name` yields both pkg and pkg.name, since name may be a submodule. A file
+    that imports by name at run time (importlib, e.g. the baselines' lazy registry) imports its package."""
+    tree = ast.parse(path.read_text())
+    package = ".".join(path.relative_to(ROOT).parent.parts)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Attribute) and node.attr == "import_module":
+            found.update(f"{package}.{p.stem}" for p in path.parent.glob("*.py"))
+    return {m for m in found if m.split(".")[0] in PACKAGES}
+
+
+def import_closure(module: str) -> set[Path]:
+    """Every repository file that running `python -m module` can import (parent packages included)."""
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        parts = todo.pop().split(".")
+        for i in range(1, len(parts) + 1):
+            path = module_file(".".join(parts[:i]))
+            if path is not None and path not in seen:
+                seen.add(path)
+                todo.extend(imported_modules(path))
+    return seen
+
+
+def is_code(path: Path) -> bool:
+    """False for a file holding nothing but a docstring (a package marker)."""
+    body = ast.parse(path.read_text()).body
+    return not (len(body) <= 1 and all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body))
+
+
+def test_import_closure_follows_relative_lazy_and_parent_imports():
+    files = {str(p.relative_to(ROOT)) for p in import_closure("bench.stages.refine")}
+    assert {"bench/stages/common.py", "bench/params.py", "weakclip/io.py", "bench/stages/__init__.py"} <= files
+    assert "baselines/crf.py" in files  # only reachable through the registry's importlib call
+    assert "weakclip/model.py" not in files
+
+
+@pytest.mark.parametrize("name", sorted(SPEC["stages"]))
+def test_stage_declares_every_repository_module_it_imports(name):
+    stage = SPEC["stages"][name]
+    deps = declared(stage["deps"])
+    module = stage["cmd"].split()[2]
+    missing = sorted(str(p.relative_to(ROOT)) for p in import_closure(module)
+                     if is_code(p) and not any(covers_path(d, str(p.relative_to(ROOT))) for d in deps))
+    assert not missing, f"{name} imports {missing}, which dvc.yaml does not list in its deps: DVC would not " \
+                        "re-run it when they change"
+
+
+def covers_path(dep: str, path: str) -> bool:
+    return path == dep or path.startswith(dep.rstrip("/") + "/")
 
 
 def test_declared_metrics_and_plots_are_committed():
@@ -95,3 +170,36 @@ def test_lock_check_flags_code_params_and_results_but_not_missing_data():
         "profile: outs results/perf/throughput.csv modified",
         "report: params {'params.yaml': {'evaluate.qualitative_images': 'modified'}}",
     ]
+
+
+def test_a_stage_reads_only_the_params_its_dvc_stage_declares():
+    from bench.stages.common import Stage, UndeclaredParam, declared_params
+
+    params = yaml.safe_load((ROOT / "profiles" / "synthetic.yaml").read_text())
+    stage = Stage("refine@crf", params, declared_params("refine@crf"))
+    assert stage.get("refine.crf") == params["refine"]["crf"]  # under the declared `refine`
+    assert stage.get("seeds.main") == params["seeds"]["main"]
+    assert stage.data_cfg == params["data"]
+    for key in ("seeds", "weakclip.model", "segnet"):  # a parent of a declared key, or undeclared
+        with pytest.raises(UndeclaredParam, match=f"'{key}'.*dvc.yaml"):
+            stage.get(key)
+    assert declared_params("not_a_stage") is None  # a stage function called outside the pipeline
+    assert Stage("not_a_stage", params).get("segnet.methods") == params["segnet"]["methods"]
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "profiles").glob("*.yaml")))
+def test_every_declared_params_key_exists_in_every_profile(profile):
+    """DVC stops on a declared key that params.yaml lacks; every profile must be one `use` away from running."""
+    params = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())
+    for name, stage in SPEC["stages"].items():
+        for key in stage.get("params", []):
+            assert _present(params, key), f"profiles/{profile}.yaml lacks {key!r}, which dvc.yaml stage {name} declares"
+
+
+def _present(params: dict, dotted: str) -> bool:
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True

@@ -277,14 +277,15 @@ def resize_pos_embed(pos: torch.Tensor, src_grid: tuple[int, int], dst_grid: tup
     """(1 + gh*gw, C) learned positional embedding -> (1 + h*w, C), bicubic on the patch part.
 
     A frozen embedding (no autograd through it) is resized once per grid and the result kept on the
-    tensor itself, keyed by its version counter (a weight load bumps it): CUDA's bicubic kernel loops over
-    the 768 channels of ViT-B/16 serially and took 3.6 ms per forward on an H200.
+    tensor itself, keyed by its storage, version counter (a weight load bumps it), device and dtype (a
+    module's .to() swaps the storage of the same Parameter object): CUDA's bicubic kernel loops over the
+    768 channels of ViT-B/16 serially and took 3.6 ms per forward on an H200.
     """
     if tuple(src_grid) == tuple(dst_grid):
         return pos
     if pos.requires_grad and torch.is_grad_enabled():
         return _resize_pos_embed(pos, src_grid, dst_grid)
-    key = (tuple(src_grid), tuple(dst_grid), pos._version)
+    key = (tuple(src_grid), tuple(dst_grid), pos.data_ptr(), pos._version, pos.device, pos.dtype)
     cache = getattr(pos, "_resized_cache", None)
     if cache is None or cache[0] != key:
         cache = (key, _resize_pos_embed(pos.detach(), src_grid, dst_grid))

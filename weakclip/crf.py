@@ -6,6 +6,7 @@ papers use, so a result can say which one produced it.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -43,6 +44,10 @@ def crf_params(preset_or_params: str | CRFParams | dict) -> CRFParams:
     if isinstance(preset_or_params, CRFParams):
         return preset_or_params
     if isinstance(preset_or_params, dict):
+        fields = [f.name for f in dataclasses.fields(CRFParams)]
+        unknown = sorted(set(preset_or_params) - set(fields))
+        if unknown:
+            raise ValueError(f"CRF params: unknown keys {unknown}; known: {fields}")
         return CRFParams(**preset_or_params)
     try:
         return CRF_PRESETS[preset_or_params]

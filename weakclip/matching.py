@@ -119,6 +119,11 @@ class CoAttentionMatching(nn.Module):
         self.impl = impl
         self.text_to_pixel = _Decoder(embed_dim, width, heads, layers, dropout)
         self.pixel_to_text = _Decoder(embed_dim, width, heads, layers, dropout)
+        if fidelity == "release":
+            # Layers 1..L-1 never reach the output (see _decode): frozen, so that the trainable-parameter
+            # count and the optimizer hold only what training can change. They stay in the state dict.
+            for decoder in (self.text_to_pixel, self.pixel_to_text):
+                decoder.layers[:-1].requires_grad_(False)
         self.gamma = nn.Parameter(torch.full((embed_dim,), scale_init))  # text residual scale
         self.beta = nn.Parameter(torch.full((embed_dim,), scale_init))  # visual residual scale
 

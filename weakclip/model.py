@@ -210,16 +210,16 @@ class WeakCLIP(nn.Module):
 
     def class_text(self) -> torch.Tensor:
         """The class text embeddings T (K, E). Without autograd (inference) the text tower runs once and
-        T is reused until the prompt's context vectors change (an optimizer step or a weight load bumps
-        their version counter), so sliding-window and multi-scale inference do not re-encode the prompts."""
+        T is reused while the prompt's context vectors keep their values, so sliding-window and multi-scale
+        inference do not re-encode the prompts. The cache compares the values themselves (a few thousand
+        numbers): torch's fused AdamW updates them in place without bumping their version counter."""
         ctx = getattr(self.prompt, "ctx", None)  # None: fixed prompt, T is a buffer already
         if torch.is_grad_enabled() or ctx is None:
             self._text_cache = None
             return self.prompt(self.clip)
-        key = (ctx.data_ptr(), ctx._version, ctx.device)
         cached = self._text_cache
-        if cached is None or cached[0] != key:
-            cached = (key, self.prompt(self.clip))
+        if cached is None or cached[0].device != ctx.device or not torch.equal(cached[0], ctx):
+            cached = (ctx.detach().clone(), self.prompt(self.clip))
             self._text_cache = cached
         return cached[1]
 

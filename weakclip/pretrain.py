@@ -265,7 +265,9 @@ def pretrain_clip(dataset_root, out_path, cfg: PretrainConfig, log_path=None) ->
     stopped_by_budget = False
     perm = torch.randperm(n, generator=gen)
     bar = tqdm(total=cfg.steps, desc="pretrain clip", disable=not cfg.progress, dynamic_ncols=True)
-    with open(log_path, "w") if log_path else contextlib.nullcontext() as log:
+    # The log appears under its name only when training finishes: an interrupted run leaves no partial log.
+    with (atomic_path(log_path) if log_path else contextlib.nullcontext()) as tmp_log, \
+            (open(tmp_log, "w") if tmp_log else contextlib.nullcontext()) as log:
         for step in range(cfg.steps):
             if cfg.time_budget_s is not None and time.perf_counter() - t0 > cfg.time_budget_s:
                 stopped_by_budget = True

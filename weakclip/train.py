@@ -62,7 +62,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     deterministic: bool = False
     save_frozen: bool = False  # store the full state even when the model has head_state_dict()
-    find_unused_parameters: bool = True  # DDP: the release's dead decoder layers get no gradient
+    find_unused_parameters: bool = True  # DDP: allow parameters that get no gradient in a step (safe default)
     input_key: str = "image"
     keep_on_cpu: tuple[str, ...] = field(default_factory=lambda: ("image_uint8", "id"))
     progress: bool = True

@@ -8,12 +8,11 @@ data/weakclip/ablation-<step>/ and data/pseudo/ablation-<step>/.
 """
 from __future__ import annotations
 
-import shutil
 import sys
 
-from .common import DATA, RESULTS, run_stage
+from .common import DATA, RESULTS, fresh_dir, publish_dir, run_stage
+from .parallel import run_jobs
 from .pseudo_masks import infer_variant
-from .seeds import fresh_dir, publish_dir
 from .train_weakclip import train_variant
 
 
@@ -26,12 +25,15 @@ def main(argv: list[str] | None = None) -> int:
         model_final, pseudo_final = DATA / "weakclip" / variant, DATA / "pseudo" / variant
         model_work = fresh_dir(model_final)
         logs = RESULTS / "logs" / f"weakclip-{variant}"
-        shutil.rmtree(logs, ignore_errors=True)
-        train_variant(stage, variant, 0, model_work, logs / "s0.jsonl")
+        logs_work = fresh_dir(logs)
+        # Through run_jobs, as train_weakclip trains the `paper` model the ladder ends in: same threads.
+        run_jobs(train_variant, [(stage, variant, 0, model_work, logs_work / "s0.jsonl")],
+                 stage.get("parallel", None), f"ablation@{argv[0]}", stage.get("weakclip.train.iterations"))
         pseudo_work = fresh_dir(pseudo_final)
         infer_variant(stage, variant, model_work, pseudo_work)
         publish_dir(model_work, model_final)
         publish_dir(pseudo_work, pseudo_final)
+        publish_dir(logs_work, logs)
     return 0
 
 

@@ -1,13 +1,15 @@
-"""What every stage shares: params, the active profile, seeding, paths and per-stage timing."""
+"""What every stage shares: params, the active profile, seeding, paths, output folders and per-stage timing."""
 from __future__ import annotations
 
 import contextlib
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from weakclip.io import write_json
 
@@ -18,25 +20,50 @@ DATA = REPO_ROOT / "data"
 RESULTS = REPO_ROOT / "results"
 
 
+class UndeclaredParam(KeyError):
+    """A stage read a params key that dvc.yaml does not list for it: DVC would not re-run the stage when
+    that key changes, so its outputs could silently go stale."""
+
+
+def declared_params(stage_name: str, spec_path: Path | None = None) -> tuple[str, ...] | None:
+    """The params keys dvc.yaml lists for a stage ('train_weakclip@release' -> stage 'train_weakclip');
+    None when dvc.yaml has no such stage (a stage function called from a test or a notebook)."""
+    spec = yaml.safe_load((spec_path or REPO_ROOT / "dvc.yaml").read_text())
+    entry = spec.get("stages", {}).get(stage_name.split("@")[0])
+    if entry is None:
+        return None
+    return tuple(p for p in entry.get("params", []) if isinstance(p, str))
+
+
+def covers(declared: str, key: str) -> bool:
+    """A declared key covers itself and everything below it: 'segnet' covers 'segnet.config.lr'."""
+    return key == declared or key.startswith(declared + ".")
+
+
 @dataclass
 class Stage:
     name: str
     params: dict
+    declared: tuple[str, ...] | None = None  # None: no dvc.yaml stage to hold the reads to
 
     @property
     def profile(self) -> str:
-        return self.params["profile"]
+        return self.get("profile")
 
     def get(self, dotted: str, default=...):
+        if self.declared is not None and not any(covers(d, dotted) for d in self.declared):
+            raise UndeclaredParam(
+                f"stage {self.name!r} reads params key {dotted!r}, which dvc.yaml does not list in its params "
+                f"({', '.join(self.declared)}): add it there, or DVC will not re-run the stage when it changes")
         return get(self.params, dotted, default)
 
     @property
     def data_cfg(self) -> dict:
-        return self.params["data"]
+        return self.get("data")
 
     @property
     def dataset_name(self) -> str:
-        return self.params["data"]["kind"]
+        return self.get("data.kind")
 
 
 def seed_everything(seed: int) -> None:
@@ -60,9 +87,8 @@ def stage_threads(setting, stage_name: str) -> int | None:
 @contextlib.contextmanager
 def run_stage(name: str):
     """Load params, time the stage, and record its wall time in results/timing/<name>.json."""
-    params = load_params()
-    stage = Stage(name, params)
-    threads = stage_threads(params.get("threads"), name)
+    stage = Stage(name, load_params(), declared_params(name))
+    threads = stage_threads(stage.get("threads", None), name)
     if threads:
         import torch
 
@@ -81,3 +107,19 @@ def rel(path: Path) -> str:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
+
+
+def fresh_dir(final: Path) -> Path:
+    """An empty work folder beside `final` ('<name>.partial'); a stage fills it, then `publish_dir` renames
+    it into place, so an interrupted stage never leaves a half-written `final` for a later stage to read."""
+    tmp = final.with_name(final.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def publish_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)

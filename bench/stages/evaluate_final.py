@@ -12,9 +12,8 @@ from ..data import build_dataset
 from ..metrics import evaluate_masks
 from ..results import make_row, write_metrics, write_rows
 from ..segnet import load_segnet, predict_folder
-from .common import DATA, RESULTS, Stage, run_stage
+from .common import DATA, RESULTS, Stage, fresh_dir, publish_dir, run_stage
 from .parallel import in_worker, report_progress, run_jobs
-from .seeds import fresh_dir, publish_dir
 from .train_seg import method_masks
 
 
@@ -52,7 +51,7 @@ def main() -> int:
             summary.setdefault(name, []).append(miou)
         write_rows(RESULTS / "metrics" / "final.csv", rows)
         write_metrics(RESULTS / "metrics" / "final.json", stage.profile,
-                      {"miou": {m: float(np.mean(v)) for m, v in summary.items()}}, params=stage.get("segnet"))
+                      {"miou": {m: float(np.mean(v)) for m, v in summary.items()}})
     return 0
 
 

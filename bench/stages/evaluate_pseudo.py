@@ -65,7 +65,8 @@ def sweep_rows(stage: Stage, ds, gt_dir: Path) -> list[dict]:
 def qualitative(stage: Stage, ds, n: int) -> Path:
     cols = [("seed", DATA / "seeds" / stage.get("seeds.main") / "masks")]
     cols += [(r, DATA / "refined" / r / "masks") for r in stage.get("refine.methods")]
-    cols += [(f"WeakCLIP {v}", DATA / "pseudo" / v / "s0") for v in stage.get("weakclip.variants")]
+    first_seed = stage.get("run_seeds")[0]
+    cols += [(f"WeakCLIP {v}", DATA / "pseudo" / v / f"s{first_seed}") for v in stage.get("weakclip.variants")]
     rows = []
     for image_id in ds.ids[:n]:
         gt = ds.load_mask(image_id)
@@ -82,8 +83,7 @@ def main() -> int:
         rows, summary = score_methods(stage, ds, gt_dir)
         write_rows(RESULTS / "metrics" / "pseudo_masks.csv", rows)
         write_rows(RESULTS / "metrics" / "threshold_sweep.csv", sweep_rows(stage, ds, gt_dir))
-        write_metrics(RESULTS / "metrics" / "pseudo_masks.json", stage.profile, {"miou": summary},
-                      params={"split": stage.data_cfg["train_split"], "pred_ignore": stage.get("evaluate.pred_ignore")})
+        write_metrics(RESULTS / "metrics" / "pseudo_masks.json", stage.profile, {"miou": summary})
         qualitative(stage, ds, int(stage.get("evaluate.qualitative_images")))
     return 0
 

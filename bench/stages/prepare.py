@@ -57,7 +57,7 @@ def main() -> int:
     with run_stage("prepare") as stage:
         manifest = prepare(stage)
         write_metrics(RESULTS / "metrics" / "prepare.json", stage.profile,
-                      {s: v["n_images"] for s, v in manifest["splits"].items()}, params=stage.data_cfg)
+                      {s: v["n_images"] for s, v in manifest["splits"].items()})
     return 0
 
 

@@ -19,9 +19,8 @@ from ..data import build_dataset
 from ..results import make_row, write_metrics, write_rows
 from ..segnet import SegNetConfig, build_segnet
 from ..segnet.pretrain import pretrain_backbone
-from .common import DATA, REPO_ROOT, RESULTS, Stage, rel, run_stage, seed_everything
+from .common import DATA, REPO_ROOT, RESULTS, Stage, fresh_dir, publish_dir, rel, run_stage, seed_everything
 from .pretrain_clip import flat_scalars, sha256
-from .seeds import fresh_dir, publish_dir
 
 BACKBONE_DIR = DATA / "backbone"
 
@@ -70,8 +69,7 @@ def main() -> int:
     with run_stage("pretrain_backbone") as stage:
         metrics = run(stage)
         scalars = flat_scalars({k: metrics[k] for k in ("classification", "train") if k in metrics})
-        write_metrics(RESULTS / "metrics" / "pretrain_backbone.json", stage.profile, scalars,
-                      params=stage.get("segnet.pretrain", None))
+        write_metrics(RESULTS / "metrics" / "pretrain_backbone.json", stage.profile, scalars)
         method = f"backbone:{stage.get('segnet.config.backbone')}"
         rows = [make_row(stage.profile, stage.dataset_name, method, "pretrain_backbone",
                          metrics["eval_split"] if key.startswith("classification.") else metrics["split"],

@@ -63,7 +63,7 @@ def main() -> int:
     with run_stage("pretrain_clip") as stage:
         metrics = run(stage)
         scalars = flat_scalars({k: metrics[k] for k in ("zero_shot", "train") if k in metrics})
-        write_metrics(RESULTS / "metrics" / "pretrain_clip.json", stage.profile, scalars, params=stage.get("clip"))
+        write_metrics(RESULTS / "metrics" / "pretrain_clip.json", stage.profile, scalars)
         eval_split = metrics.get("config", {}).get("eval_split", "val")
         rows = [make_row(stage.profile, stage.dataset_name, f"clip:{stage.get('clip.arch')}", "pretrain_clip",
                          eval_split if key.startswith("zero_shot.") else "pretrain", key, value)

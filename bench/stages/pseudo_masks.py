@@ -17,8 +17,7 @@ from weakclip.train import load_model_weights
 
 from ..data import build_dataset
 from ..params import to_config
-from .common import DATA, Stage, run_stage
-from .seeds import fresh_dir, publish_dir
+from .common import DATA, Stage, fresh_dir, publish_dir, run_stage
 from .train_weakclip import model_config
 
 

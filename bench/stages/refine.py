@@ -13,8 +13,7 @@ from baselines import REFINERS, TRAINERS, refine_folder
 from weakclip.io import write_json
 
 from ..data import build_dataset
-from .common import DATA, REPO_ROOT, Stage, run_stage, seed_everything
-from .seeds import fresh_dir, publish_dir
+from .common import DATA, REPO_ROOT, Stage, fresh_dir, publish_dir, run_stage, seed_everything
 
 
 def run(stage: Stage, refiner: str) -> dict:

@@ -9,7 +9,6 @@ renamed when complete, so an interrupted run leaves nothing a later stage could 
 """
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,21 +20,7 @@ from baselines.common import load_cams
 from weakclip.io import save_mask, write_json
 
 from ..data import build_dataset
-from .common import DATA, REPO_ROOT, Stage, run_stage, seed_everything
-
-
-def fresh_dir(final: Path) -> Path:
-    tmp = final.with_name(final.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def publish_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+from .common import DATA, REPO_ROOT, Stage, fresh_dir, publish_dir, run_stage, seed_everything
 
 
 def masks_from_cams(cam_dir: Path, mask_dir: Path, ids: list[str]) -> None:

@@ -16,9 +16,8 @@ from pathlib import Path
 from ..data import build_dataset
 from ..data.transforms import TorchSegDataset, TrainTransform
 from ..segnet import SegNetConfig, train_segnet
-from .common import DATA, REPO_ROOT, RESULTS, Stage, run_stage, seed_everything
+from .common import DATA, REPO_ROOT, RESULTS, Stage, fresh_dir, publish_dir, run_stage, seed_everything
 from .parallel import in_worker, report_progress, run_jobs
-from .seeds import fresh_dir, publish_dir
 
 
 def method_masks(stage: Stage, method: str, run_seed: int) -> tuple[str, Path]:
@@ -61,12 +60,13 @@ def run(stage: Stage, method: str) -> None:
     final = DATA / "segnet" / method
     work = fresh_dir(final)
     logs = RESULTS / "logs" / f"segnet-{method}"
-    shutil.rmtree(logs, ignore_errors=True)
+    logs_work = fresh_dir(logs)  # published with the models: the report never reads a partial set of logs
     seeds = stage.get("run_seeds")
-    jobs = [(stage, method, seed, work / f"s{seed}", logs / f"s{seed}.jsonl") for seed in seeds]
+    jobs = [(stage, method, seed, work / f"s{seed}", logs_work / f"s{seed}.jsonl") for seed in seeds]
     run_jobs(train_one, jobs, stage.get("parallel", None), f"train_seg@{method}",
              len(seeds) * stage.get("segnet.config.iterations"))
     publish_dir(work, final)
+    publish_dir(logs_work, logs)
 
 
 def main(argv: list[str] | None = None) -> int:

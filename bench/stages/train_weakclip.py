@@ -22,9 +22,8 @@ from weakclip.train import TrainConfig, train
 from ..data import build_dataset
 from ..data.transforms import TorchSegDataset, TrainTransform
 from ..params import to_config
-from .common import DATA, REPO_ROOT, RESULTS, Stage, run_stage, seed_everything
+from .common import DATA, REPO_ROOT, RESULTS, Stage, fresh_dir, publish_dir, run_stage, seed_everything
 from .parallel import in_worker, report_progress, run_jobs
-from .seeds import fresh_dir, publish_dir
 
 FIDELITIES = ("release", "paper")
 
@@ -80,12 +79,13 @@ def run(stage: Stage, variant: str) -> None:
     final = DATA / "weakclip" / variant
     work = fresh_dir(final)
     logs = RESULTS / "logs" / f"weakclip-{variant}"
-    shutil.rmtree(logs, ignore_errors=True)
+    logs_work = fresh_dir(logs)  # published with the models: the report never reads a partial set of logs
     seeds = stage.get("run_seeds")
-    jobs = [(stage, variant, seed, work / f"s{seed}", logs / f"s{seed}.jsonl") for seed in seeds]
+    jobs = [(stage, variant, seed, work / f"s{seed}", logs_work / f"s{seed}.jsonl") for seed in seeds]
     run_jobs(train_variant, jobs, stage.get("parallel", None), f"train_weakclip@{variant}",
              len(seeds) * stage.get("weakclip.train.iterations"))
     publish_dir(work, final)
+    publish_dir(logs_work, logs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,14 +79,15 @@ def _max_offset(x: torch.Tensor) -> int:
     return sum((s - 1) * st for s, st in zip(x.shape, x.stride()))
 
 
-def check_inputs(qt, kt, vt, qv, kv, vv, scale=None) -> tuple[int, int, int, int, int, float]:
-    """Validate the six inputs for the Triton path; returns (B, H, K, N, d, scale) or raises ValueError."""
+def check_shapes(qt, kt, vt, qv, kv, vv) -> dict:
+    """The six inputs are 4-d, text (B, H, K, d) and visual (B, H, N, d) with one B, H and d; raises a
+    ValueError naming the input otherwise (matmul broadcasting would silently accept a batch of 1)."""
     named = {"qt": qt, "kt": kt, "vt": vt, "qv": qv, "kv": kv, "vv": vv}
     for name, x in named.items():
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             raise ValueError(f"co_attention: {name} must be a 4-d tensor (B, H, rows, d), got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
-    B, H, K, d = qt.shape
+    B, H, _, d = qt.shape
     N = qv.shape[2]
     for name in ("kt", "vt"):
         if named[name].shape != qt.shape:
@@ -96,6 +97,14 @@ def check_inputs(qt, kt, vt, qv, kv, vv, scale=None) -> tuple[int, int, int, int
         if named[name].shape != (B, H, N, d):
             raise ValueError(f"co_attention: {name} has shape {tuple(named[name].shape)}, expected "
                              f"{(B, H, N, d)} (B, H, N, d) matching qt's B, H, d")
+    return named
+
+
+def check_inputs(qt, kt, vt, qv, kv, vv, scale=None) -> tuple[int, int, int, int, int, float]:
+    """Validate the six inputs for the Triton path; returns (B, H, K, N, d, scale) or raises ValueError."""
+    named = check_shapes(qt, kt, vt, qv, kv, vv)
+    B, H, K, d = qt.shape
+    N = qv.shape[2]
     dtypes = {x.dtype for x in named.values()}
     devices = {x.device for x in named.values()}
     if len(dtypes) != 1 or len(devices) != 1:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import torch
 
+from .limits import check_shapes
+
 
 def co_attention_reference(qt, kt, vt, qv, kv, vv, scale: float | None = None, impl: str = "torch"):
+    check_shapes(qt, kt, vt, qv, kv, vv)
     scale = qt.shape[-1] ** -0.5 if scale is None else scale
     text_attn = torch.softmax((qt @ kv.transpose(-1, -2)).float() * scale, dim=-1)  # (B, H, K, N)
     text_out = (text_attn.to(vv.dtype) @ vv)  # (B, H, K, d)
