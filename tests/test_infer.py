@@ -85,6 +85,42 @@ def test_sliding_window_reproduces_a_pointwise_model(shape):
     np.testing.assert_allclose(probs, direct_probs(model, image, cfg), atol=1e-5)
 
 
+class InputShapes(nn.Module):
+    """Records each batch's spatial shape; logits = the crop's mean colour, so padding would show in them."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape[2:]))
+        mean = x.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:])
+        return {"logits": torch.cat([mean, -mean], 1)}
+
+
+def test_a_view_smaller_than_the_window_is_decoded_at_its_own_size():
+    # mmseg's slide inference decodes a crop smaller than the window without padding it up to the window;
+    # only the remainder up to a multiple of size_divisor (here 30 -> 32) is padded.
+    cfg = InferConfig(short_side=None, scales=(1.0,), flip=False, window=64, stride=43, size_divisor=16,
+                      device="cpu")
+    model = InputShapes()
+    predict_probs(model, np.full((32, 100, 3), 200, np.uint8), cfg)
+    assert set(model.shapes) == {(32, 64)}  # windows 64 wide along the width, the full height 32
+    model.shapes.clear()
+    predict_probs(model, np.full((30, 30, 3), 200, np.uint8), cfg)
+    assert model.shapes == [(32, 32)]
+    # A 32 x 32 view needs no padding at all, so the model sees the image's own mean colour (padded to
+    # the 64 x 64 window, the mean would shrink to a quarter).
+    probs = predict_probs(model, np.full((32, 32, 3), 200, np.uint8), cfg)
+    mean = ((200 / 255 - np.array(cfg.mean)) / np.array(cfg.std)).mean()
+    np.testing.assert_allclose(probs[0], 1 / (1 + np.exp(-2 * mean)), rtol=1e-5)
+
+
+def test_size_divisor_must_be_positive():
+    with pytest.raises(ValueError, match="size_divisor"):
+        InferConfig(window=64, stride=43, size_divisor=0)
+
+
 def test_window_logits_are_averaged_where_windows_overlap():
     # width 48, window 32, stride 16: windows at x=0 and x=16. Class 1 wins on each window's left half:
     # x<16 -> only window 0 (left): class 1; 16<=x<32 -> window 0 right (class 0) + window 1 left

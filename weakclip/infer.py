@@ -38,6 +38,10 @@ class InferConfig:
     window: int = 512  # square sliding window
     stride: int = 341
     window_batch: int = 8  # windows per forward pass
+    # A view smaller than the window is decoded at its own size, as mmseg's slide inference does (the
+    # release feeds such crops unpadded), rounded up to a multiple of this: the model's coarsest feature
+    # stride (the pyramid's 1/32), so its feature maps line up.
+    size_divisor: int = 32
     mean: tuple[float, float, float] = IMAGENET_MEAN  # the release normalises with ImageNet statistics
     std: tuple[float, float, float] = IMAGENET_STD
     output_key: str = "logits"  # which entry of the model's output dict holds (B, K, h, w) logits
@@ -53,6 +57,8 @@ class InferConfig:
             raise ValueError(f"InferConfig: stride must lie in 1..window ({self.window}), got {self.stride}")
         if not self.scales:
             raise ValueError("InferConfig: scales must not be empty")
+        if self.size_divisor <= 0:
+            raise ValueError(f"InferConfig: size_divisor must be positive, got {self.size_divisor}")
 
 
 def _resolve_device(pref: str) -> torch.device:
@@ -76,32 +82,39 @@ def slide_logits(model, images: torch.Tensor, cfg: InferConfig) -> torch.Tensor:
     """Window-averaged logits (n, K, h, w) for `images` (n, 3, h, w) of one size, already normalised.
 
     The windows of all n views (e.g. an image and its flip) go through the model together, up to
-    `window_batch` crops per forward pass. A view smaller than the window in a dimension is padded
-    (bottom/right, value 0 = the mean colour after normalisation) and the padding cropped off the logits.
+    `window_batch` crops per forward pass. In a dimension where the view is smaller than the window, the
+    window shrinks to the view (mmseg: the small crop is decoded without padding up to the window), rounded
+    up to a multiple of `size_divisor`; that remainder is padded (bottom/right, value 0 = the mean colour
+    after normalisation) and cropped off the logits.
     """
     n, _, h, w = images.shape
-    ph, pw = max(h, cfg.window), max(w, cfg.window)
+    win_h, win_w = (min(cfg.window, _round_up(side, cfg.size_divisor)) for side in (h, w))
+    ph, pw = max(h, win_h), max(w, win_w)
     if (ph, pw) != (h, w):
         images = F.pad(images, (0, pw - w, 0, ph - h))
     boxes = [
         (v, y, x)
         for v in range(n)
-        for y in window_starts(ph, cfg.window, cfg.stride)
-        for x in window_starts(pw, cfg.window, cfg.stride)
+        for y in window_starts(ph, win_h, cfg.stride)
+        for x in window_starts(pw, win_w, cfg.stride)
     ]
     acc, count = None, torch.zeros(1, ph, pw, device=images.device)
     for i in range(0, len(boxes), cfg.window_batch):
         chunk = boxes[i : i + cfg.window_batch]
-        crops = torch.stack([images[v, :, y : y + cfg.window, x : x + cfg.window] for v, y, x in chunk])
-        logits = _model_logits(model, crops, cfg.output_key)  # (b, K, win/4, win/4)
-        logits = F.interpolate(logits, size=(cfg.window, cfg.window), mode="bilinear", align_corners=False)
+        crops = torch.stack([images[v, :, y : y + win_h, x : x + win_w] for v, y, x in chunk])
+        logits = _model_logits(model, crops, cfg.output_key)  # (b, K, win_h/4, win_w/4)
+        logits = F.interpolate(logits, size=(win_h, win_w), mode="bilinear", align_corners=False)
         if acc is None:
             acc = torch.zeros(n, logits.shape[1], ph, pw, device=images.device)
         for (v, y, x), lg in zip(chunk, logits):
-            acc[v, :, y : y + cfg.window, x : x + cfg.window] += lg
+            acc[v, :, y : y + win_h, x : x + win_w] += lg
             if v == 0:  # every view has the same windows
-                count[:, y : y + cfg.window, x : x + cfg.window] += 1
+                count[:, y : y + win_h, x : x + win_w] += 1
     return (acc / count)[..., :h, :w]
+
+
+def _round_up(length: int, divisor: int) -> int:
+    return -(-length // divisor) * divisor
 
 
 def scaled_size(h: int, w: int, cfg: InferConfig, ratio: float) -> tuple[int, int]:

@@ -36,7 +36,8 @@ def _rng(rng) -> np.random.Generator:
 
 def normalize(image: np.ndarray, mean, std) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32, (x / 255 - mean) / std."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    # astype copies into a writable float array, so read-only cached images convert without a warning.
+    x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1).div_(255.0)
     return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
@@ -170,7 +171,7 @@ class EvalTransform:
         return {
             "image": normalize(image, self.mean, self.std),
             "mask": mask_t,
-            "image_uint8": torch.from_numpy(np.ascontiguousarray(image)),
+            "image_uint8": torch.from_numpy(np.array(image, copy=True)),  # never aliases the item cache
         }
 
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None, rng=None):
@@ -213,6 +214,6 @@ class TorchSegDataset(torch.utils.data.Dataset):
         out = self.transform.sample(item["image"], item["mask"])
         if out["mask"] is None:
             out["mask"] = torch.full(out["image"].shape[1:], IGNORE_INDEX, dtype=torch.long)
-        out["labels"] = torch.from_numpy(item["labels"])
+        out["labels"] = torch.from_numpy(item["labels"].copy())
         out["id"] = item["id"]
         return out
