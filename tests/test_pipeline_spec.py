@@ -187,6 +187,70 @@ def test_a_stage_reads_only_the_params_its_dvc_stage_declares():
     assert Stage("not_a_stage", params).get("segnet.methods") == params["segnet"]["methods"]
 
 
+def _is_stage_get(node) -> bool:
+    """`stage.get("literal", ...)` or `self.get("literal", ...)` (inside Stage)."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+            and isinstance(node.func.value, ast.Name) and node.func.value.id in ("stage", "self")
+            and bool(node.args) and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str))
+
+
+def _definitions(path: Path) -> tuple[dict, dict]:
+    """({top-level function or class name: (keys it reads, names it calls)}, {name: sibling stage file it
+    is imported from}) for one file of bench/stages."""
+    tree = ast.parse(path.read_text())
+    defs, imported = {}, {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            keys = {n.args[0].value for n in ast.walk(node) if _is_stage_get(n)}
+            calls = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+            defs[node.name] = (keys, calls)
+        elif isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            for alias in node.names:
+                imported[alias.name] = path.parent / f"{node.module}.py"
+    return defs, imported
+
+
+def stage_param_reads(module_path: Path) -> set[str]:
+    """Literal params keys a stage can read: everything in its own module, plus what the helpers it imports
+    from other stage modules read, following their calls (a sibling's unused functions do not count)."""
+    own_defs, own_imports = _definitions(module_path)
+    keys = set().union(*(k for k, _ in own_defs.values()))
+    keys |= {n.args[0].value for n in ast.walk(ast.parse(module_path.read_text())) if _is_stage_get(n)}
+    todo = [(own_imports[name], name) for name in own_imports]
+    seen = set()
+    while todo:
+        path, name = todo.pop()
+        if (path, name) in seen or not path.is_file():
+            continue
+        seen.add((path, name))
+        defs, imports = _definitions(path)
+        if name not in defs:
+            continue
+        reads, calls = defs[name]
+        keys |= reads
+        todo += [(path, c) for c in calls if c in defs] + [(imports[c], c) for c in calls if c in imports]
+    return keys
+
+
+@pytest.mark.parametrize("name", sorted(SPEC["stages"]))
+def test_stage_declares_every_params_key_its_stage_code_reads(name):
+    """Statically: a read that dvc.yaml does not declare would otherwise only fail at run time (Stage.get
+    raises UndeclaredParam), after every stage before it has run."""
+    from bench.stages.common import covers
+
+    stage = SPEC["stages"][name]
+    declared_keys = [p for p in stage.get("params", []) if isinstance(p, str)]
+    reads = stage_param_reads(ROOT / stage_module(stage["cmd"]))
+    missing = sorted(k for k in reads if not any(covers(d, k) for d in declared_keys))
+    assert not missing, f"{name}'s code reads params {missing}, which dvc.yaml does not list in its params"
+
+
+def test_stage_param_reads_follow_helpers_imported_from_another_stage():
+    reads = stage_param_reads(ROOT / "bench" / "stages" / "evaluate_final.py")
+    assert {"seeds.main", "refine.methods"} <= reads  # through train_seg.method_masks
+    assert "segnet.transform" not in reads  # train_seg's training code, which evaluate_final never calls
+
+
 @pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "profiles").glob("*.yaml")))
 def test_every_declared_params_key_exists_in_every_profile(profile):
     """DVC stops on a declared key that params.yaml lacks; every profile must be one `use` away from running."""

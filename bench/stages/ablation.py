@@ -26,11 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         model_work = fresh_dir(model_final)
         logs = RESULTS / "logs" / f"weakclip-{variant}"
         logs_work = fresh_dir(logs)
+        fidelity = stage.get("weakclip.ablation_fidelity")
         # Through run_jobs, as train_weakclip trains the `paper` model the ladder ends in: same threads.
-        run_jobs(train_variant, [(stage, variant, 0, model_work, logs_work / "s0.jsonl")],
+        run_jobs(train_variant, [(stage, variant, 0, model_work, logs_work / "s0.jsonl", fidelity)],
                  stage.get("parallel", None), f"ablation@{argv[0]}", stage.get("weakclip.train.iterations"))
         pseudo_work = fresh_dir(pseudo_final)
-        infer_variant(stage, variant, model_work, pseudo_work)
+        infer_variant(stage, variant, model_work, pseudo_work, fidelity)
         publish_dir(model_work, model_final)
         publish_dir(pseudo_work, pseudo_final)
         publish_dir(logs_work, logs)

@@ -21,9 +21,9 @@ from .common import DATA, Stage, fresh_dir, publish_dir, run_stage
 from .train_weakclip import model_config
 
 
-def infer_variant(stage: Stage, variant: str, model_dir: Path, out: Path) -> dict:
+def infer_variant(stage: Stage, variant: str, model_dir: Path, out: Path, ablation_fidelity: str | None = None) -> dict:
     ds = build_dataset(stage.data_cfg, stage.data_cfg["train_split"])
-    model = WeakCLIP(model_config(stage, variant), ds.class_names)
+    model = WeakCLIP(model_config(stage, variant, ablation_fidelity), ds.class_names)
     load_model_weights(model, model_dir / "model.pt")
     cfg = to_config(InferConfig, stage.get("weakclip.infer"), mean=model.cfg.image_mean, std=model.cfg.image_std)
     summary = pseudo_masks(model, ds, out, cfg, crf=stage.get("weakclip.crf"))

@@ -28,11 +28,12 @@ from .parallel import in_worker, report_progress, run_jobs
 FIDELITIES = ("release", "paper")
 
 
-def model_config(stage: Stage, variant: str) -> WeakCLIPConfig:
+def model_config(stage: Stage, variant: str, ablation_fidelity: str | None = None) -> WeakCLIPConfig:
     """The params' model section + the profile's CLIP + the variant's switches.
 
     variant: "release" | "paper" (fidelity modes), or "ablation-<step>" (a step of the paper's ablation
-    ladder, in the fidelity `weakclip.ablation_fidelity`)."""
+    ladder, in `ablation_fidelity`: the ablation stage passes `weakclip.ablation_fidelity`, a key the
+    other stages neither read nor declare)."""
     section = dict(stage.get("weakclip.model"))
     section.update(arch=stage.get("clip.arch"), weights=str(REPO_ROOT / stage.get("clip.weights")))
     cfg = WeakCLIPConfig.from_dict(section)
@@ -40,7 +41,9 @@ def model_config(stage: Stage, variant: str) -> WeakCLIPConfig:
         return dataclasses.replace(cfg, fidelity=variant)
     if variant.startswith("ablation-"):
         step = variant.removeprefix("ablation-")
-        cfg = dataclasses.replace(cfg, fidelity=stage.get("weakclip.ablation_fidelity"))
+        if ablation_fidelity is None:
+            raise ValueError(f"WeakCLIP variant {variant!r} needs the ablation's fidelity (weakclip.ablation_fidelity)")
+        cfg = dataclasses.replace(cfg, fidelity=ablation_fidelity)
         return cfg.with_step(step if step == "matching" else f"+{step}")
     raise SystemExit(f"unknown WeakCLIP variant {variant!r}: expected one of {FIDELITIES} or ablation-<step>")
 
@@ -50,10 +53,11 @@ def seed_mask_dataset(stage: Stage):
     return build_dataset({**stage.data_cfg, "mask_dir": str(masks)}, stage.data_cfg["train_split"])
 
 
-def train_variant(stage: Stage, variant: str, run_seed: int, out: Path, log_path: Path) -> dict:
+def train_variant(stage: Stage, variant: str, run_seed: int, out: Path, log_path: Path,
+                  ablation_fidelity: str | None = None) -> dict:
     seed_everything(run_seed)
     ds = seed_mask_dataset(stage)
-    model = WeakCLIP(model_config(stage, variant), ds.class_names)
+    model = WeakCLIP(model_config(stage, variant, ablation_fidelity), ds.class_names)
     train_cfg = to_config(TrainConfig, stage.get("weakclip.train"))
     train_cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed + run_seed, progress=not in_worker())
     transform = TrainTransform(**stage.get("weakclip.transform"), mean=model.cfg.image_mean, std=model.cfg.image_std)
