@@ -152,7 +152,7 @@ class TrainTransform:
         if crop_mask is not None:
             out_mask[:h, :w] = torch.from_numpy(crop_mask.astype(np.int64))
         raw = torch.zeros(ch, cw, 3, dtype=torch.uint8)
-        raw[:h, :w] = torch.from_numpy(crop)
+        raw.numpy()[:h, :w] = crop  # numpy-side copy: crop may be a read-only view of the item cache
         return {"image": out_image, "mask": out_mask, "image_uint8": raw}
 
     def __call__(self, image: np.ndarray, mask: np.ndarray | None, rng=None):
