@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.params import get
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
@@ -213,9 +215,8 @@ def _definitions(path: Path) -> tuple[dict, dict]:
 def stage_param_reads(module_path: Path) -> set[str]:
     """Literal params keys a stage can read: everything in its own module, plus what the helpers it imports
     from other stage modules read, following their calls (a sibling's unused functions do not count)."""
-    own_defs, own_imports = _definitions(module_path)
-    keys = set().union(*(k for k, _ in own_defs.values()))
-    keys |= {n.args[0].value for n in ast.walk(ast.parse(module_path.read_text())) if _is_stage_get(n)}
+    _, own_imports = _definitions(module_path)
+    keys = {n.args[0].value for n in ast.walk(ast.parse(module_path.read_text())) if _is_stage_get(n)}
     todo = [(own_imports[name], name) for name in own_imports]
     seen = set()
     while todo:
@@ -257,13 +258,8 @@ def test_every_declared_params_key_exists_in_every_profile(profile):
     params = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())
     for name, stage in SPEC["stages"].items():
         for key in stage.get("params", []):
-            assert _present(params, key), f"profiles/{profile}.yaml lacks {key!r}, which dvc.yaml stage {name} declares"
+            assert get(params, key, _ABSENT) is not _ABSENT, (
+                f"profiles/{profile}.yaml lacks {key!r}, which dvc.yaml stage {name} declares")
 
 
-def _present(params: dict, dotted: str) -> bool:
-    node = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
+_ABSENT = object()
