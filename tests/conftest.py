@@ -28,6 +28,35 @@ def _seed_everything():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module of small CPU ops: on a shared 2-core machine OpenMP spin contention
+    makes tiny tensors up to ~100x slower with two. Modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    """The tiny open_clip model (random init, seed 0), shared by a module's tests: they must not modify it."""
+    from weakclip.clip_towers import build_clip
+
+    torch.manual_seed(0)
+    return build_clip("tiny")
+
+
+@pytest.fixture(scope="module")
+def vitb_clip():
+    """open_clip ViT-B/16 (random init, seed 0), shared by a module's tests: they must not modify it."""
+    from weakclip.clip_towers import build_clip
+
+    torch.manual_seed(0)
+    return build_clip("ViT-B-16")
+
+
 @pytest.fixture(scope="session")
 def voc_mini_root() -> Path:
     """The voc-mini folder (real VOC photos; holds VOC2012/ and cls_labels.json); env VOC_MINI overrides."""

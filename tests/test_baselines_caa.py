@@ -10,13 +10,7 @@ from baselines import caa
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is ~20x faster than two on this shared, loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def block_attention(h, w, split):

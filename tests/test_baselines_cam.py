@@ -1,18 +1,11 @@
 """cam: fit a timm classifier on a tiny synthetic set, then multi-scale + flip CAMs in the contract format."""
 import numpy as np
 import pytest
-import torch
 
 from baselines import SEED_SOURCES, TRAINERS
 from baselines.common import load_cams
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dataset(n=16, size=32):

@@ -12,12 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 NAMES = ("background", "aeroplane", "bicycle", "bird", "diningtable", "tvmonitor")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def image(h, w, seed=0):

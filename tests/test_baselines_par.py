@@ -5,14 +5,7 @@ import torch
 
 from baselines import par
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is ~20x faster than two on this shared, loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def two_colour_image(h=32, w=48, edge=24):

@@ -8,14 +8,7 @@ from baselines import threshold
 from baselines.affinity_net import pair_affinity
 from baselines.common import save_cams
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is ~20x faster than two on this shared, loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_offsets_and_pair_labels():

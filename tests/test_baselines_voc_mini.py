@@ -44,13 +44,7 @@ RW_FIT_CFG = {"num_classes": K, "backbone": "tiny", "epochs": 1, "batch_size": 4
 ABSTAINING = {"par"}  # refiners whose masks may hold 255 with their default config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small tensors on a shared, loaded 2-core machine: one thread is much faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

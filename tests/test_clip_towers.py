@@ -21,33 +21,14 @@ from weakclip.clip_towers import (
     zero_shot_classifier,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small CPU ops on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention (100x)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return build_clip("tiny")
-
-
-@pytest.fixture(scope="module")
-def vitb():
-    torch.manual_seed(0)
-    return build_clip("ViT-B-16")
-
-
-def test_tiny_config_and_overrides(tiny):
-    assert tiny.visual.patch_size == (8, 8) and tiny.visual.grid_size == (8, 8)
-    assert tiny.visual.transformer.resblocks[0].attn.num_heads == 4
-    assert tiny.context_length == 16 and len(tiny.transformer.resblocks) == 3
-    assert tiny.visual.proj.shape == (128, 128)
+def test_tiny_config_and_overrides(tiny_clip):
+    assert tiny_clip.visual.patch_size == (8, 8) and tiny_clip.visual.grid_size == (8, 8)
+    assert tiny_clip.visual.transformer.resblocks[0].attn.num_heads == 4
+    assert tiny_clip.context_length == 16 and len(tiny_clip.transformer.resblocks) == 3
+    assert tiny_clip.visual.proj.shape == (128, 128)
     big = build_clip("tiny", None, image_size=96, text_layers=2, heads=2)
     assert big.visual.grid_size == (12, 12) and len(big.transformer.resblocks) == 2
     assert big.visual.transformer.resblocks[0].attn.num_heads == 2
@@ -56,38 +37,38 @@ def test_tiny_config_and_overrides(tiny):
         tiny_clip_cfg(colour="red")
 
 
-def test_encode_patch_tokens_native_size_matches_encode_image(tiny, vitb):
+def test_encode_patch_tokens_native_size_matches_encode_image(tiny_clip, vitb_clip):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        cls, patches, taps = encode_patch_tokens(tiny, x, taps=(1, 2, 3, 4))
-        torch.testing.assert_close(cls, tiny.encode_image(x), atol=1e-5, rtol=1e-5)
+        cls, patches, taps = encode_patch_tokens(tiny_clip, x, taps=(1, 2, 3, 4))
+        torch.testing.assert_close(cls, tiny_clip.encode_image(x), atol=1e-5, rtol=1e-5)
         # the last tap is the input of ln_post: projecting its tokens reproduces the dense map
         last = taps[-1].flatten(2).transpose(1, 2)
         torch.testing.assert_close(
-            tiny.visual.ln_post(last) @ tiny.visual.proj,
+            tiny_clip.visual.ln_post(last) @ tiny_clip.visual.proj,
             patches.flatten(2).transpose(1, 2),
             atol=1e-5,
             rtol=1e-5,
         )
         xb = torch.randn(1, 3, 224, 224)
         torch.testing.assert_close(
-            encode_patch_tokens(vitb, xb)[0], vitb.encode_image(xb), atol=1e-4, rtol=1e-4
+            encode_patch_tokens(vitb_clip, xb)[0], vitb_clip.encode_image(xb), atol=1e-4, rtol=1e-4
         )
 
 
-def test_encode_patch_tokens_non_square_and_taps(tiny, vitb):
+def test_encode_patch_tokens_non_square_and_taps(tiny_clip, vitb_clip):
     with torch.no_grad():
-        cls, patches, taps = encode_patch_tokens(tiny, torch.randn(2, 3, 48, 96), taps=(1, 3))
+        cls, patches, taps = encode_patch_tokens(tiny_clip, torch.randn(2, 3, 48, 96), taps=(1, 3))
         assert cls.shape == (2, 128) and patches.shape == (2, 128, 6, 12)
         assert [t.shape for t in taps] == [(2, 128, 6, 12)] * 2
         assert not torch.allclose(taps[0], taps[1])
-        cls, patches, taps = encode_patch_tokens(vitb, torch.randn(1, 3, 160, 192))
+        cls, patches, taps = encode_patch_tokens(vitb_clip, torch.randn(1, 3, 160, 192))
         assert cls.shape == (1, 512) and patches.shape == (1, 512, 10, 12)
         assert [t.shape for t in taps] == [(1, 768, 10, 12)] * 4
     with pytest.raises(ValueError, match="multiple of the patch size"):
-        encode_patch_tokens(tiny, torch.randn(1, 3, 60, 64), taps=(4,))
+        encode_patch_tokens(tiny_clip, torch.randn(1, 3, 60, 64), taps=(4,))
     with pytest.raises(ValueError, match="taps"):
-        encode_patch_tokens(tiny, torch.randn(1, 3, 64, 64), taps=(5,))
+        encode_patch_tokens(tiny_clip, torch.randn(1, 3, 64, 64), taps=(5,))
 
 
 def test_resize_pos_embed():
@@ -135,8 +116,8 @@ def test_resized_pos_embed_follows_the_module_to_another_dtype():
 
 
 @pytest.mark.parametrize("which", ["tiny", "vitb"])
-def test_encode_text_from_embeddings_matches_encode_text(which, tiny, vitb):
-    model = tiny if which == "tiny" else vitb
+def test_encode_text_from_embeddings_matches_encode_text(which, tiny_clip, vitb_clip):
+    model = tiny_clip if which == "tiny" else vitb_clip
     tok = get_tokenizer(model)
     text = tok(["a photo of a diningtable.", "tvmonitor", "background"])
     with torch.no_grad():
@@ -148,16 +129,16 @@ def test_encode_text_from_embeddings_matches_encode_text(which, tiny, vitb):
         torch.testing.assert_close(short, ours, atol=1e-5, rtol=1e-5)
 
 
-def test_tokenizer_context_length(tiny):
+def test_tokenizer_context_length(tiny_clip):
     assert get_tokenizer("tiny")(["cat"]).shape == (1, 16)
     assert get_tokenizer("ViT-B-16")(["cat"]).shape == (1, 77)
-    assert get_tokenizer(tiny)(["cat"]).shape == (1, 16)
+    assert get_tokenizer(tiny_clip)(["cat"]).shape == (1, 16)
     with pytest.raises(ValueError):
         get_tokenizer("RN50")
 
 
-def test_zero_shot_classifier_and_freeze(tiny):
-    w = zero_shot_classifier(tiny, get_tokenizer(tiny), ["cat", "dog", "bus"])
+def test_zero_shot_classifier_and_freeze(tiny_clip):
+    w = zero_shot_classifier(tiny_clip, get_tokenizer(tiny_clip), ["cat", "dog", "bus"])
     assert w.shape == (3, 128)
     torch.testing.assert_close(w.norm(dim=-1), torch.ones(3))
     m = freeze(build_clip("tiny"))

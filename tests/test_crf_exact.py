@@ -12,14 +12,7 @@ from weakclip.crf import CRFParams, crf_params, dense_crf
 from weakclip.crf_exact import MAX_PIXELS, dense_crf_exact
 from weakclip.losses import WeakCLIPLoss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small CPU ops on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def mean_field_by_the_definition(image: np.ndarray, probs: np.ndarray, p: CRFParams) -> np.ndarray:

@@ -21,13 +21,7 @@ from weakclip.losses import (
 K = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small CPU ops on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention (100x)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _seeds(b=2, size=64):

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import weakclip.matching as matching_mod
+from bench.data.voc import VOC_CLASSES
 from weakclip.adapter import PyramidAdapter
 from weakclip.clip_towers import build_clip, get_tokenizer
 from weakclip.losses import WeakCLIPLoss
@@ -21,50 +22,7 @@ from weakclip.model import (
 )
 from weakclip.optim import adamw
 
-VOC = [
-    "background",
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small CPU ops on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention (100x)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny_clip():
-    torch.manual_seed(0)
-    return build_clip("tiny")
-
-
-@pytest.fixture(scope="module")
-def vitb_clip():
-    torch.manual_seed(0)
-    return build_clip("ViT-B-16")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def expected_trainable(E, width, text_width, K, patch, w=256, fpn=256, n_ctx=8, layers=3, adapter=True):
@@ -110,7 +68,7 @@ def expected_trainable(E, width, text_width, K, patch, w=256, fpn=256, n_ctx=8, 
 def test_vitb16_parameter_counts_both_fidelities(vitb_clip):
     counts = {}
     for fidelity in ("release", "paper"):
-        m = WeakCLIP(WeakCLIPConfig(fidelity=fidelity), VOC, clip=vitb_clip)
+        m = WeakCLIP(WeakCLIPConfig(fidelity=fidelity), VOC_CLASSES, clip=vitb_clip)
         counts[fidelity] = m.count_parameters()
     exp = expected_trainable(512, 768, 512, 21, 16)
     clip_total = sum(p.numel() for p in vitb_clip.parameters())
@@ -132,7 +90,7 @@ def test_vitb16_parameter_counts_both_fidelities(vitb_clip):
 
 
 def test_vitb16_forward_backward_gradients(vitb_clip):
-    m = WeakCLIP(WeakCLIPConfig(fidelity="paper"), VOC, clip=vitb_clip).train()
+    m = WeakCLIP(WeakCLIPConfig(fidelity="paper"), VOC_CLASSES, clip=vitb_clip).train()
     out = m(torch.randn(1, 3, 160, 160))
     assert out["logits"].shape == (1, 21, 40, 40)
     assert out["aux_logits"].shape == out["score_map"].shape == (1, 21, 10, 10)
@@ -157,7 +115,7 @@ def test_vitb16_forward_backward_gradients(vitb_clip):
 def test_exactly_the_trainable_parameters_get_gradients(tiny_clip, fidelity):
     """The trainable count (the report's share) holds what training can change: a parameter marked
     trainable that never gets a gradient (the release's unchained decoder layers) would inflate it."""
-    m = WeakCLIP(tiny_config(fidelity=fidelity), VOC, clip=tiny_clip).train()
+    m = WeakCLIP(tiny_config(fidelity=fidelity), VOC_CLASSES, clip=tiny_clip).train()
     out = m(torch.randn(2, 3, 64, 64))
     (out["logits"].logsumexp(1).mean() + out["aux_logits"].logsumexp(1).mean()).backward()
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}
@@ -178,7 +136,7 @@ def test_tiny_all_ablation_steps_and_fidelities(tiny_clip):
     for step in ABLATION_STEPS:
         for fidelity in ("release", "paper"):
             cfg = tiny_config(fidelity=fidelity).with_step(step)
-            m = WeakCLIP(cfg, VOC, clip=tiny_clip).eval()
+            m = WeakCLIP(cfg, VOC_CLASSES, clip=tiny_clip).eval()
             out = m(x)
             assert out["logits"].shape == (2, 21, 16, 24), (step, fidelity)
             assert out["score_map"].shape == (2, 21, 8, 12)
@@ -202,7 +160,7 @@ def test_release_layers_are_unchained_paper_layers_chained(tiny_clip):
     x = torch.randn(2, 3, 64, 64)
     for fidelity, changes in (("release", False), ("paper", True)):
         torch.manual_seed(1)
-        m = WeakCLIP(tiny_config(fidelity=fidelity), VOC, clip=tiny_clip).eval()
+        m = WeakCLIP(tiny_config(fidelity=fidelity), VOC_CLASSES, clip=tiny_clip).eval()
         before = m(x)["logits"]
         _perturb_first_layers(m)
         after = m(x)["logits"]
@@ -227,7 +185,7 @@ def test_one_co_attention_call_per_layer(tiny_clip, monkeypatch, fidelity, n_cal
         return real(qt, kt, vt, qv, kv, vv, impl=impl, **kw)
 
     monkeypatch.setattr(matching_mod, "co_attention", counting)
-    m = WeakCLIP(tiny_config(impl="torch", fidelity=fidelity), VOC, clip=tiny_clip).eval()
+    m = WeakCLIP(tiny_config(impl="torch", fidelity=fidelity), VOC_CLASSES, clip=tiny_clip).eval()
     m(torch.randn(2, 3, 64, 64))
     assert len(calls) == n_calls
     # (B, heads, K, 64) text and (B, heads, 1 + 8*8, 64) visual
@@ -236,17 +194,17 @@ def test_one_co_attention_call_per_layer(tiny_clip, monkeypatch, fidelity, n_cal
 
 
 def test_prompt_layout_and_fixed_template(tiny_clip):
-    m = WeakCLIP(tiny_config(), VOC, clip=tiny_clip)
+    m = WeakCLIP(tiny_config(), VOC_CLASSES, clip=tiny_clip)
     tok = get_tokenizer(tiny_clip)
     ids, eot = m.prompt.token_ids, m.prompt.eot_index
     assert ids.shape == (21, 13) and m.prompt.ctx.shape == (8, 128)
     assert (ids[:, 0] == tok.sot_token_id).all() and (ids[torch.arange(21), eot] == tok.eot_token_id).all()
     assert m.prompt.ctx.abs().max() <= 2.0 and m.prompt.ctx.std() > 0.5  # truncated N(0, 1)
-    assert ids[VOC.index("cat"), 9 : 9 + len(tok.encode("cat"))].tolist() == tok.encode("cat")
+    assert ids[VOC_CLASSES.index("cat"), 9 : 9 + len(tok.encode("cat"))].tolist() == tok.encode("cat")
     assert (eot <= 12).all()
-    fixed = WeakCLIP(tiny_config(learnable_prompt=False), VOC, clip=tiny_clip)
+    fixed = WeakCLIP(tiny_config(learnable_prompt=False), VOC_CLASSES, clip=tiny_clip)
     with torch.no_grad():
-        want = tiny_clip.encode_text(tok([f"a photo of a {c}." for c in VOC]))
+        want = tiny_clip.encode_text(tok([f"a photo of a {c}." for c in VOC_CLASSES]))
     torch.testing.assert_close(fixed.prompt(tiny_clip), want)
     assert not any(n.startswith("prompt") for n, p in fixed.named_parameters() if p.requires_grad)
 
@@ -270,7 +228,7 @@ def test_adapter_layouts():
 
 
 def test_param_groups_and_state(tiny_clip):
-    m = WeakCLIP(tiny_config(fidelity="paper"), VOC, clip=tiny_clip)
+    m = WeakCLIP(tiny_config(fidelity="paper"), VOC_CLASSES, clip=tiny_clip)
     groups = m.param_groups(1e-4, 3e-5)
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) == sum(1 for p in m.parameters() if p.requires_grad)
@@ -278,14 +236,14 @@ def test_param_groups_and_state(tiny_clip):
     assert not tower & set(ids)
     assert all(g["lr"] == 1e-4 and g["weight_decay"] == 3e-5 for g in groups)
     torch.optim.AdamW(groups)
-    rel = WeakCLIP(tiny_config(fidelity="release"), VOC, clip=tiny_clip)
+    rel = WeakCLIP(tiny_config(fidelity="release"), VOC_CLASSES, clip=tiny_clip)
     assert not any(p.requires_grad for p in rel.adapter.parameters())
     assert {id(p) for g in rel.param_groups(1e-4, 0) for p in g["params"]}.isdisjoint(
         {id(p) for p in rel.adapter.parameters()}
     )
     sd = m.head_state_dict()
     assert sd and not any(k.startswith("clip.") for k in sd)
-    m2 = WeakCLIP(tiny_config(fidelity="paper"), VOC, clip=tiny_clip)
+    m2 = WeakCLIP(tiny_config(fidelity="paper"), VOC_CLASSES, clip=tiny_clip)
     m2.load_head_state_dict(sd)
     x = torch.randn(1, 3, 64, 64)
     torch.testing.assert_close(m.eval()(x)["logits"], m2.eval()(x)["logits"])
@@ -308,7 +266,7 @@ def test_config_validation():
 
 def test_one_batch_overfit_tiny(tiny_clip):
     torch.manual_seed(0)
-    m = WeakCLIP(tiny_config(fidelity="paper"), VOC[:4], clip=tiny_clip).train()
+    m = WeakCLIP(tiny_config(fidelity="paper"), VOC_CLASSES[:4], clip=tiny_clip).train()
     images = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
     images[:, 16:48, 16:48] = torch.tensor([220, 30, 30], dtype=torch.uint8)
     seeds = torch.full((2, 64, 64), 255, dtype=torch.long)
@@ -330,13 +288,13 @@ def test_one_batch_overfit_tiny(tiny_clip):
 
 def test_custom_clip_sizes_dims(tiny_clip):
     """Non-default decoder sizes flow through (the synthetic profile may shrink them for CPU speed)."""
-    m = WeakCLIP(tiny_config(decoder_width=64, decoder_heads=2, fpn_channels=32), VOC, clip=tiny_clip)
+    m = WeakCLIP(tiny_config(decoder_width=64, decoder_heads=2, fpn_channels=32), VOC_CLASSES, clip=tiny_clip)
     assert m(torch.randn(1, 3, 64, 64))["logits"].shape == (1, 21, 16, 16)
     assert isinstance(m.decoder.head.classifier, nn.Conv2d) and m.decoder.head.classifier.in_channels == 32
 
 
 def test_inference_reuses_class_text_until_the_prompt_changes(tiny_clip, monkeypatch):
-    m = WeakCLIP(tiny_config(fidelity="paper"), VOC, clip=tiny_clip).eval()
+    m = WeakCLIP(tiny_config(fidelity="paper"), VOC_CLASSES, clip=tiny_clip).eval()
     encodes = []
     real = m.prompt.forward
     monkeypatch.setattr(m.prompt, "forward", lambda clip: encodes.append(1) or real(clip))
@@ -365,7 +323,7 @@ def test_image_tower_stored_in_bf16_matches_fp32_and_still_trains():
     torch.manual_seed(0)
     clip = build_clip("tiny")
     images = torch.randn(2, 3, 64, 64)
-    model = WeakCLIP(tiny_config(impl="torch", fidelity="paper"), VOC[:4], clip=clip).eval()
+    model = WeakCLIP(tiny_config(impl="torch", fidelity="paper"), VOC_CLASSES[:4], clip=clip).eval()
     with torch.no_grad():
         want = model(images)["logits"]
         model.store_image_tower_in(torch.bfloat16)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.stages.parallel import in_worker, parallel_settings, report_progress, run_jobs
+from bench.stages.common import Stage, foreach_main
+from bench.stages.parallel import in_worker, parallel_settings, report_progress, run_jobs, train_per_seed
 
 
 def _job(seed: int, iterations: int) -> dict:
@@ -17,6 +18,38 @@ def _job(seed: int, iterations: int) -> dict:
 def _failing_job(seed: int) -> None:
     if seed == 1:
         raise ValueError(f"run seed {seed} failed")
+
+
+def _train(stage, name: str, seed: int, out, log_path, tag: str = "") -> None:
+    out.mkdir()
+    (out / "model.txt").write_text(f"{name}{tag} seed {seed}")
+    log_path.write_text(f"{stage.name} {seed}\n")
+    if seed == 13:
+        raise RuntimeError("seed 13 diverged")
+
+
+def test_train_per_seed_fills_work_folders_and_leaves_publishing_to_the_caller(tmp_path):
+    stage = Stage("train_x@m", {"parallel": {"jobs": 2, "threads": 1}})
+    models, logs = tmp_path / "models" / "m", tmp_path / "logs" / "m"
+    models_work, logs_work = train_per_seed(_train, stage, "m", [0, 2], models, logs, 1, "+tag")
+    assert models_work == models.with_name("m.partial") and logs_work == logs.with_name("m.partial")
+    assert (models_work / "s2" / "model.txt").read_text() == "m+tag seed 2"
+    assert (logs_work / "s0.jsonl").read_text() == "train_x@m 0\n"
+    assert not models.exists() and not logs.exists()  # nothing published yet
+
+
+def test_train_per_seed_stops_on_a_failed_seed_with_nothing_published(tmp_path):
+    stage = Stage("train_x@m", {"parallel": {"jobs": 1}})
+    with pytest.raises(RuntimeError, match="seed 13 diverged"):
+        train_per_seed(_train, stage, "m", [0, 13], tmp_path / "models", tmp_path / "logs", 1)
+    assert not (tmp_path / "models").exists() and not (tmp_path / "logs").exists()
+
+
+def test_foreach_main_wants_exactly_one_item():
+    with pytest.raises(SystemExit, match="usage: python -m bench.stages.seeds SOURCE"):
+        foreach_main("seeds", "SOURCE", lambda stage, item: None, [])
+    with pytest.raises(SystemExit, match="usage"):
+        foreach_main("seeds", "SOURCE", lambda stage, item: None, ["cam", "clip_es"])
 
 
 def test_workers_return_results_in_order_with_their_threads():

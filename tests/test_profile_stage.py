@@ -16,12 +16,7 @@ from weakclip.model import tiny_config
 CLASSES = ["background", "square", "disc"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_cpu_runs_torch_configs_only_and_names_them():

@@ -4,38 +4,36 @@
 
 matching = co-attention matching alone; prompt = + learnable prompt; adapter = + pyramid adapter
 (the full model, + text-guided decoder, is the `paper` variant of train_weakclip). Writes
-data/weakclip/ablation-<step>/ and data/pseudo/ablation-<step>/.
+data/weakclip/ablation-<step>/s0/ (as train_weakclip lays out a run seed) and data/pseudo/ablation-<step>/.
 """
 from __future__ import annotations
 
 import sys
 
-from .common import DATA, RESULTS, fresh_dir, publish_dir, run_stage
-from .parallel import run_jobs
+from .common import DATA, RESULTS, Stage, foreach_main, fresh_dir, publish_dir
+from .parallel import train_per_seed
 from .pseudo_masks import infer_variant
 from .train_weakclip import train_variant
 
 
+def run(stage: Stage, step: str) -> None:
+    """Train the ladder's `step` model at run seed 0 and infer its pseudo masks; publish both with the log."""
+    variant = f"ablation-{step}"
+    models, logs = DATA / "weakclip" / variant, RESULTS / "logs" / f"weakclip-{variant}"
+    pseudo = DATA / "pseudo" / variant
+    fidelity = stage.get("weakclip.ablation_fidelity")
+    # Through train_per_seed, as train_weakclip trains the `paper` model the ladder ends in: same threads.
+    models_work, logs_work = train_per_seed(train_variant, stage, variant, [0], models, logs,
+                                            stage.get("weakclip.train.iterations"), fidelity)
+    pseudo_work = fresh_dir(pseudo)
+    infer_variant(stage, variant, models_work / "s0", pseudo_work, fidelity)
+    publish_dir(models_work, models)
+    publish_dir(pseudo_work, pseudo)
+    publish_dir(logs_work, logs)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m bench.stages.ablation STEP")
-    variant = f"ablation-{argv[0]}"
-    with run_stage(f"ablation@{argv[0]}") as stage:
-        model_final, pseudo_final = DATA / "weakclip" / variant, DATA / "pseudo" / variant
-        model_work = fresh_dir(model_final)
-        logs = RESULTS / "logs" / f"weakclip-{variant}"
-        logs_work = fresh_dir(logs)
-        fidelity = stage.get("weakclip.ablation_fidelity")
-        # Through run_jobs, as train_weakclip trains the `paper` model the ladder ends in: same threads.
-        run_jobs(train_variant, [(stage, variant, 0, model_work, logs_work / "s0.jsonl", fidelity)],
-                 stage.get("parallel", None), f"ablation@{argv[0]}", stage.get("weakclip.train.iterations"))
-        pseudo_work = fresh_dir(pseudo_final)
-        infer_variant(stage, variant, model_work, pseudo_work, fidelity)
-        publish_dir(model_work, model_final)
-        publish_dir(pseudo_work, pseudo_final)
-        publish_dir(logs_work, logs)
-    return 0
+    return foreach_main("ablation", "STEP", run, argv)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +101,17 @@ def run_stage(name: str):
     write_json(RESULTS / "timing" / f"{name}.json",
                {"stage": name, "profile": stage.profile, "seconds": round(seconds, 2), "environment": environment()})
     print(f"[{name}] done in {seconds:.1f} s")
+
+
+def foreach_main(stage_name: str, item: str, run: Callable[[Stage, str], object], argv: list[str] | None) -> int:
+    """Entry point of a foreach stage: `python -m bench.stages.<stage_name> <ITEM>` runs run(stage, ITEM) as
+    stage `<stage_name>@<ITEM>` (its params, threads and timing from run_stage)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit(f"usage: python -m bench.stages.{stage_name} {item}")
+    with run_stage(f"{stage_name}@{argv[0]}") as stage:
+        run(stage, argv[0])
+    return 0
 
 
 def rel(path: Path) -> str:

@@ -24,8 +24,11 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from pathlib import Path
 
 from tqdm import tqdm
+
+from .common import Stage, fresh_dir
 
 _progress = None  # a shared counter of finished iterations, set in each worker
 
@@ -103,3 +106,18 @@ def run_jobs(fn: Callable, jobs_args: Sequence[tuple], setting: dict | None, des
                     raise future.exception()
         bar.update(counter.value - bar.n)
     return [f.result() for f in futures]
+
+
+def train_per_seed(fn: Callable, stage: Stage, name: str, seeds: Sequence[int], models: Path, logs: Path,
+                   iterations: int, *extra) -> tuple[Path, Path]:
+    """One training per run seed, side by side as params `parallel` says:
+    fn(stage, name, seed, <models work>/s<seed>, <logs work>/s<seed>.jsonl, *extra), with `iterations`
+    each towards the progress bar.
+
+    Returns the work folders beside `models` and `logs` (see fresh_dir). The caller publishes them,
+    after any step of its own: the models and their logs go out together, and not at all if a seed failed.
+    """
+    models_work, logs_work = fresh_dir(models), fresh_dir(logs)
+    jobs = [(stage, name, seed, models_work / f"s{seed}", logs_work / f"s{seed}.jsonl", *extra) for seed in seeds]
+    run_jobs(fn, jobs, stage.get("parallel", None), stage.name, len(seeds) * iterations)
+    return models_work, logs_work

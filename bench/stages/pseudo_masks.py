@@ -17,7 +17,7 @@ from weakclip.train import load_model_weights
 
 from ..data import build_dataset
 from ..params import to_config
-from .common import DATA, Stage, fresh_dir, publish_dir, run_stage
+from .common import DATA, Stage, foreach_main, fresh_dir, publish_dir
 from .train_weakclip import model_config
 
 
@@ -40,12 +40,7 @@ def run(stage: Stage, variant: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m bench.stages.pseudo_masks VARIANT")
-    with run_stage(f"pseudo_masks@{argv[0]}") as stage:
-        run(stage, argv[0])
-    return 0
+    return foreach_main("pseudo_masks", "VARIANT", run, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from baselines import REFINERS, TRAINERS, refine_folder
 from weakclip.io import write_json
 
 from ..data import build_dataset
-from .common import DATA, REPO_ROOT, Stage, fresh_dir, publish_dir, run_stage, seed_everything
+from .common import DATA, REPO_ROOT, Stage, foreach_main, fresh_dir, publish_dir, seed_everything
 
 
 def run(stage: Stage, refiner: str) -> dict:
@@ -40,12 +40,7 @@ def run(stage: Stage, refiner: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m bench.stages.refine REFINER")
-    with run_stage(f"refine@{argv[0]}") as stage:
-        run(stage, argv[0])
-    return 0
+    return foreach_main("refine", "REFINER", run, argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from baselines.common import load_cams
 from weakclip.io import save_mask, write_json
 
 from ..data import build_dataset
-from .common import DATA, REPO_ROOT, Stage, fresh_dir, publish_dir, run_stage, seed_everything
+from .common import DATA, REPO_ROOT, Stage, foreach_main, fresh_dir, publish_dir, seed_everything
 
 
 def masks_from_cams(cam_dir: Path, mask_dir: Path, ids: list[str]) -> None:
@@ -63,12 +63,7 @@ def run(stage: Stage, source: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m bench.stages.seeds SOURCE")
-    with run_stage(f"seeds@{argv[0]}") as stage:
-        run(stage, argv[0])
-    return 0
+    return foreach_main("seeds", "SOURCE", run, argv)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ from pathlib import Path
 from ..data import build_dataset
 from ..data.transforms import TorchSegDataset, TrainTransform
 from ..segnet import SegNetConfig, train_segnet
-from .common import DATA, REPO_ROOT, RESULTS, Stage, fresh_dir, publish_dir, run_stage, seed_everything
-from .parallel import in_worker, report_progress, run_jobs
+from .common import DATA, REPO_ROOT, RESULTS, Stage, foreach_main, publish_dir, seed_everything
+from .parallel import in_worker, report_progress, train_per_seed
 
 
 def method_masks(stage: Stage, method: str, run_seed: int) -> tuple[str, Path]:
@@ -57,25 +57,15 @@ def train_one(stage: Stage, method: str, run_seed: int, out: Path, log_path: Pat
 
 
 def run(stage: Stage, method: str) -> None:
-    final = DATA / "segnet" / method
-    work = fresh_dir(final)
-    logs = RESULTS / "logs" / f"segnet-{method}"
-    logs_work = fresh_dir(logs)  # published with the models: the report never reads a partial set of logs
-    seeds = stage.get("run_seeds")
-    jobs = [(stage, method, seed, work / f"s{seed}", logs_work / f"s{seed}.jsonl") for seed in seeds]
-    run_jobs(train_one, jobs, stage.get("parallel", None), f"train_seg@{method}",
-             len(seeds) * stage.get("segnet.config.iterations"))
-    publish_dir(work, final)
+    models, logs = DATA / "segnet" / method, RESULTS / "logs" / f"segnet-{method}"
+    models_work, logs_work = train_per_seed(train_one, stage, method, stage.get("run_seeds"), models, logs,
+                                            stage.get("segnet.config.iterations"))
+    publish_dir(models_work, models)
     publish_dir(logs_work, logs)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m bench.stages.train_seg METHOD")
-    with run_stage(f"train_seg@{argv[0]}") as stage:
-        run(stage, argv[0])
-    return 0
+    return foreach_main("train_seg", "METHOD", run, argv)
 
 
 if __name__ == "__main__":

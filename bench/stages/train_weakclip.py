@@ -22,8 +22,8 @@ from weakclip.train import TrainConfig, train
 from ..data import build_dataset
 from ..data.transforms import TorchSegDataset, TrainTransform
 from ..params import to_config
-from .common import DATA, REPO_ROOT, RESULTS, Stage, fresh_dir, publish_dir, run_stage, seed_everything
-from .parallel import in_worker, report_progress, run_jobs
+from .common import DATA, REPO_ROOT, RESULTS, Stage, foreach_main, publish_dir, seed_everything
+from .parallel import in_worker, report_progress, train_per_seed
 
 FIDELITIES = ("release", "paper")
 
@@ -80,25 +80,15 @@ def train_variant(stage: Stage, variant: str, run_seed: int, out: Path, log_path
 
 
 def run(stage: Stage, variant: str) -> None:
-    final = DATA / "weakclip" / variant
-    work = fresh_dir(final)
-    logs = RESULTS / "logs" / f"weakclip-{variant}"
-    logs_work = fresh_dir(logs)  # published with the models: the report never reads a partial set of logs
-    seeds = stage.get("run_seeds")
-    jobs = [(stage, variant, seed, work / f"s{seed}", logs_work / f"s{seed}.jsonl") for seed in seeds]
-    run_jobs(train_variant, jobs, stage.get("parallel", None), f"train_weakclip@{variant}",
-             len(seeds) * stage.get("weakclip.train.iterations"))
-    publish_dir(work, final)
+    models, logs = DATA / "weakclip" / variant, RESULTS / "logs" / f"weakclip-{variant}"
+    models_work, logs_work = train_per_seed(train_variant, stage, variant, stage.get("run_seeds"), models, logs,
+                                            stage.get("weakclip.train.iterations"))
+    publish_dir(models_work, models)
     publish_dir(logs_work, logs)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m bench.stages.train_weakclip VARIANT")
-    with run_stage(f"train_weakclip@{argv[0]}") as stage:
-        run(stage, argv[0])
-    return 0
+    return foreach_main("train_weakclip", "VARIANT", run, argv)
 
 
 if __name__ == "__main__":
