@@ -6,10 +6,17 @@
 Gates come from params.yaml `check.gates`: each names a stage, a metric and a tolerance.
   kind "abs":   higher-is-better numbers (mIoU, mAP) may drop by at most `tolerance` (absolute);
   kind "ratio": speeds may fall to at most `tolerance` x the reference (e.g. 0.5 = half as fast);
-  `better: lower` flips the direction (milliseconds, memory).
+  `better: lower` flips the direction (milliseconds, memory);
+  `scope: device`: the number depends on the machine (an absolute speed, a latency, memory). It is gated only
+  against a reference measured on the same device (the `device` column: CPU model and vector ISA, or GPU
+  name); from any other device it is printed as "other device: not gated" and passes. Numbers without the
+  scope (mIoU, mAP, the speed of one configuration relative to another measured in the same run) mean the
+  same on every host and are gated everywhere.
 The reference file holds the numbers; the tolerances are always the params' current ones. A number is
 one (stage, method, split, metric, config) averaged over run seeds, so each step configuration of the
-profile stage (release-faithful, fast, ...) is gated on its own.
+profile stage (release-faithful, bf16, ...) is gated on its own. `--update-reference` rewrites the rows this
+run can speak for (every portable number, and this device's device-bound numbers) and keeps the
+device-bound rows of other devices, so one file can hold the speeds of several hosts side by side.
 
 A gated number that is missing from the current results is a failure, never a pass. So is a gate that
 cannot fail: "abs" numbers are scores (mIoU, mAP) that never go below 0, so a reference within
@@ -33,27 +40,39 @@ from .provenance import REPO_ROOT, environment
 
 RESULTS = REPO_ROOT / "results"
 KEY = ["stage", "method", "split", "metric", "config"]
-PASSING = ("ok", "new", "not gated")
+OTHER_DEVICE = "other device: not gated"
+PASSING = ("ok", "new", "not gated", OTHER_DEVICE)
 SCORE_FLOOR = 0.0  # the lowest value an "abs" (score) number can take
 
 
 def current_numbers(results_dir: Path, profile: str) -> pd.DataFrame:
+    """One row per KEY and device: the mean over run seeds, with the device that measured it."""
     files = sorted((results_dir / "metrics").glob("*.csv")) + sorted((results_dir / "perf").glob("*.csv"))
     frames = [pd.read_csv(f) for f in files]
     if not frames:
-        return pd.DataFrame(columns=KEY + ["value"])
+        return pd.DataFrame(columns=KEY + ["device", "value"])
     rows = pd.concat(frames, ignore_index=True)
     rows = rows[(rows["profile"] == profile) & rows["value"].notna()]
-    return with_blank_keys(rows).groupby(KEY, as_index=False)["value"].mean()
+    return with_blank_keys(rows).groupby(KEY + ["device"], as_index=False)["value"].mean()
 
 
 def with_blank_keys(frame: pd.DataFrame) -> pd.DataFrame:
-    """Key columns as strings, '' where a row has none (metrics rows have no step configuration)."""
+    """Key columns (and `device`) as strings, '' where a row has none (metrics rows have no step configuration)."""
     def blank(column: pd.Series) -> pd.Series:
         return column.astype(object).where(column.notna(), "").astype(str)
 
-    return frame.assign(**{k: blank(frame[k]) if k in frame.columns else "" for k in KEY
+    return frame.assign(**{k: blank(frame[k]) if k in frame.columns else "" for k in KEY + ["device"]
                            if k not in ("stage", "metric")})
+
+
+def device_bound(gate: dict | None) -> bool:
+    """True for a gate on a number that depends on the machine (gated only against the same device)."""
+    if gate is None:
+        return False
+    scope = gate.get("scope", "any")
+    if scope not in ("any", "device"):
+        raise ValueError(f"check gate scope must be 'any' or 'device', got {scope!r} ({gate})")
+    return scope == "device"
 
 
 def gate_for(row, gates: list[dict]) -> dict | None:
@@ -78,6 +97,22 @@ def cannot_fail(ref: float, kind: str, tolerance: float, higher: bool) -> bool:
     return kind == "abs" and higher and bound_of(ref, kind, tolerance, higher) <= SCORE_FLOOR
 
 
+REFERENCE_COLUMNS = KEY + ["device", "scope", "value", "kind", "tolerance", "better", "git_sha"]
+
+
+def updated_reference(old: pd.DataFrame | None, current: pd.DataFrame, gates: list[dict], sha: str | None
+                      ) -> pd.DataFrame:
+    """The reference after `--update-reference`: this run's gated numbers (commit `sha`), plus the
+    device-bound rows the old reference holds for other devices, with their own commits (a second host's
+    speeds sit beside the first's)."""
+    new = gated(current, gates).assign(git_sha=sha)
+    if old is None or old.empty or "scope" not in old:
+        return new
+    keep = old[(old["scope"] == "device") & ~old["device"].isin(set(current["device"]))]
+    return pd.concat([keep.reindex(columns=REFERENCE_COLUMNS), new], ignore_index=True).sort_values(
+        KEY + ["device"], ignore_index=True)
+
+
 def gated(numbers: pd.DataFrame, gates: list[dict]) -> pd.DataFrame:
     """The reference rows: every gated number except those no value could fail (printed)."""
     out = []
@@ -90,47 +125,71 @@ def gated(numbers: pd.DataFrame, gates: list[dict]) -> pd.DataFrame:
             print(f"not gated: {row['stage']} {row['method']} {row['metric']} = {row['value']:.4g} is within "
                   f"the tolerance {gate['tolerance']} of {SCORE_FLOOR}, so no value could fail it")
             continue
-        out.append({**{k: row[k] for k in KEY}, "value": row["value"], "kind": gate["kind"],
-                    "tolerance": gate["tolerance"], "better": gate.get("better", "higher")})
-    return pd.DataFrame(out, columns=KEY + ["value", "kind", "tolerance", "better"])
+        out.append({**{k: row[k] for k in KEY}, "device": row["device"],
+                    "scope": "device" if device_bound(gate) else "any", "value": row["value"],
+                    "kind": gate["kind"], "tolerance": gate["tolerance"], "better": gate.get("better", "higher")})
+    return pd.DataFrame(out, columns=REFERENCE_COLUMNS[:-1])
 
 
 def compare(reference: pd.DataFrame, current: pd.DataFrame, gates: list[dict]) -> pd.DataFrame:
-    """One row per reference number, and per gated current number the reference lacks, with the
-    current value, the allowed bound under the params' gate and a status."""
-    merged = reference[KEY + ["value"]].merge(current[KEY + ["value"]], on=KEY, how="outer",
-                                              suffixes=("_ref", "_now"), indicator=True)
+    """One row per reference number this run can be held to, and per gated current number the reference
+    lacks, with the current value, the allowed bound under the params' gate and a status.
+
+    A device-bound number is matched with the reference row of its own device. From a device the reference
+    has no row for it is OTHER_DEVICE (printed, passing); the reference rows of devices that did not run
+    here are not this run's business (another host's speeds cannot be missing here)."""
+    ref = reference.assign(scope=reference.get("scope", "any"))
+    ref = ref.assign(match=ref["device"].where(ref["scope"] == "device", ""))
+    now = current.assign(scope=["device" if device_bound(gate_for(r, gates)) else "any" for _, r in current.iterrows()])
+    now = now.assign(match=now["device"].where(now["scope"] == "device", ""))
+    now = now.groupby(KEY + ["match"], as_index=False).agg(value=("value", "mean"), device=("device", "first"))
+    ref = ref[(ref["scope"] != "device") | ref["device"].isin(set(now["device"]))]
+    measured_elsewhere = set(map(tuple, reference.loc[reference.get("scope", "any") == "device", KEY].to_numpy()))
+    merged = ref[KEY + ["match", "value"]].merge(now[KEY + ["match", "device", "value"]], on=KEY + ["match"],
+                                                 how="outer", suffixes=("_ref", "_now"), indicator=True)
     rows = []
     for _, r in merged.iterrows():
         gate = gate_for(r, gates)
-        ref, now = r["value_ref"], r["value_now"]
-        out = {**{k: r[k] for k in KEY}, "value_ref": ref, "value_now": now, "bound": float("nan"),
+        value_ref, value_now = r["value_ref"], r["value_now"]
+        out = {**{k: r[k] for k in KEY}, "device": r["device"] if isinstance(r["device"], str) else r["match"],
+               "value_ref": value_ref, "value_now": value_now, "bound": float("nan"),
                "kind": gate["kind"] if gate else "", "tolerance": gate["tolerance"] if gate else float("nan")}
         if gate is None:
             if r["_merge"] == "right_only":
                 continue  # an ungated current number: not the check's business
             rows.append({**out, "status": "not gated"})  # the params dropped this number's gate
             continue
-        higher = gate.get("better", "higher") == "higher"
         if r["_merge"] == "right_only":
-            rows.append({**out, "status": "new"})
+            elsewhere = r["match"] != "" and tuple(r[k] for k in KEY) in measured_elsewhere
+            rows.append({**out, "status": OTHER_DEVICE if elsewhere else "new"})
             continue
-        out["bound"] = bound_of(ref, gate["kind"], gate["tolerance"], higher)
-        if cannot_fail(ref, gate["kind"], gate["tolerance"], higher):
+        higher = gate.get("better", "higher") == "higher"
+        out["bound"] = bound_of(value_ref, gate["kind"], gate["tolerance"], higher)
+        if cannot_fail(value_ref, gate["kind"], gate["tolerance"], higher):
             status = "CANNOT FAIL"
-        elif pd.isna(now):
+        elif pd.isna(value_now):
             status = "MISSING"
-        elif (now < out["bound"]) if higher else (now > out["bound"]):
+        elif (value_now < out["bound"]) if higher else (value_now > out["bound"]):
             status = "REGRESSED"
         else:
             status = "ok"
         rows.append({**out, "status": status})
-    return pd.DataFrame(rows, columns=KEY + ["value_ref", "value_now", "bound", "kind", "tolerance", "status"])
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+TABLE_COLUMNS = KEY + ["device", "value_ref", "value_now", "bound", "kind", "tolerance", "status"]
 
 
 def format_table(table: pd.DataFrame) -> str:
-    cols = KEY + ["value_ref", "value_now", "bound", "kind", "tolerance", "status"]
-    return table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return table[TABLE_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def read_reference(path: Path) -> pd.DataFrame:
+    """A reference CSV; a file written before device scopes existed counts every row as portable."""
+    reference = with_blank_keys(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+    if "scope" not in reference:
+        reference["scope"] = "any"
+    return reference
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,32 +208,38 @@ def main(argv: list[str] | None = None) -> int:
     gates = get(params, "check.gates")
     current = current_numbers(results, profile)
 
+    old = read_reference(ref_path) if ref_path.is_file() else None
     if args.update_reference:
-        reference = gated(current, gates)
+        reference = updated_reference(old, current, gates, environment()["git"]["sha"])
         if reference.empty:
             print(f"no gated numbers for profile {profile!r} in {results}; run the pipeline first", file=sys.stderr)
             return 2
-        reference["git_sha"] = environment()["git"]["sha"]
         with atomic_path(ref_path, suffix=".csv") as tmp:
             reference.to_csv(tmp, index=False)
         print(f"wrote {len(reference)} reference numbers to {ref_path}")
         return 0
 
-    if ref_path.is_file():
-        reference = with_blank_keys(pd.read_csv(ref_path, keep_default_na=False, na_values=[""]))
+    if old is not None:
+        reference = old
     elif get(params, "check.require_reference", True):
         print(f"no reference file {ref_path}; create it with `python -m bench.check --update-reference`",
               file=sys.stderr)
         return 2
     else:
         print(f"no reference file {ref_path} (check.require_reference is false): every gated number is new")
-        reference = pd.DataFrame(columns=KEY + ["value"])
+        reference = pd.DataFrame(columns=REFERENCE_COLUMNS)
     table = compare(reference, current, gates)
     if args.out:
         with atomic_path(args.out, suffix=".csv") as tmp:
             table.to_csv(tmp, index=False)
     print(f"profile {profile}: {len(table)} gated numbers against {ref_path}")
     print(format_table(table))
+    elsewhere = table[table["status"] == OTHER_DEVICE]
+    if len(elsewhere):
+        theirs = sorted(set(reference.loc[reference["scope"] == "device", "device"]))
+        print(f"\n{len(elsewhere)} device-bound number(s) measured on {', '.join(sorted(set(elsewhere['device'])))}: "
+              f"the reference holds them for {', '.join(theirs)} only, so they are printed, not gated. "
+              "`python -m bench.check --update-reference` adds this device's rows beside them.")
     bad = table[~table["status"].isin(PASSING)]
     if len(bad):
         print(f"\nFAIL: {len(bad)} gated number(s) regressed, missing or ungateable", file=sys.stderr)

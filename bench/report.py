@@ -8,7 +8,6 @@ difference, and the environment (git revision, device) behind the numbers closes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from weakclip.io import write_text
 
 from . import plots
 from .paper import PAPER_TRAINABLE_SHARE, published
-from .provenance import REPO_ROOT, device_label
+from .provenance import REPO_ROOT
+from .timing import run_summary, stage_timings, summary_md, timing_table
 
 # Our method name -> the published row it reproduces (bench.paper keys).
 PAPER_KEY = {
@@ -232,21 +232,6 @@ def parameter_table(rows: pd.DataFrame) -> pd.DataFrame:
                                 "params_share": "trained share"})
 
 
-def timing_table(results: Path) -> pd.DataFrame:
-    rows = []
-    for f in sorted((results / "timing").glob("*.json")):
-        t = json.loads(f.read_text())
-        env = t["environment"]
-        rows.append({"stage": t["stage"], "profile": t["profile"], "seconds": t["seconds"],
-                     "device": device_label(env["device"]), "commit": str(env["git"].get("sha") or "")[:7]})
-    frame = pd.DataFrame(rows)
-    if len(frame):
-        total = {"stage": "**total**", "profile": "", "seconds": round(frame["seconds"].sum(), 1), "device": "",
-                 "commit": ""}
-        frame = pd.concat([frame, pd.DataFrame([total])])
-    return frame
-
-
 def environment_table(rows: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in ("source_file", "profile", "git_sha", "git_dirty", "device", "torch") if c in rows.columns]
     return rows[cols].drop_duplicates().sort_values(cols[:2]) if cols else pd.DataFrame()
@@ -412,7 +397,8 @@ def build(results: Path) -> Path:
     kern = kernel_table(results)
     if len(kern):
         sections.append("## Co-attention kernel benchmark\n\n" + kernel_summary_md(kern, figs, results))
-    emit("Time per stage", timing_table(results), "stage_times")
+    timings = stage_timings(results)
+    emit("Time per stage", timing_table(timings), "stage_times", summary_md(run_summary(timings), timings))
     if len(rows):
         emit("Environment behind every number", environment_table(rows), "environment")
     out = results / "REPORT.md"

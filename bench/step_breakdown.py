@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from weakclip.losses import WeakCLIPLoss
-from weakclip.model import WeakCLIP, WeakCLIPConfig
-from weakclip.optim import adamw
+from weakclip.model import WeakCLIPConfig
+from weakclip.precision import autocast as precision_autocast
 
 from .data import VOC_CLASSES
 from .results import make_row, write_rows
-from .stages.profile import VOC_GPU_CONFIGS, synthetic_batch
+from .stages.profile import VOC_GPU_CONFIGS
+from .step_harness import StepHarness
 
 
 def phase_times(model, loss_fn, optimizer, data, autocast, iters: int, warmup: int) -> dict[str, list[float]]:
@@ -65,32 +65,24 @@ def main(argv=None) -> int:
         raise SystemExit("bench.step_breakdown needs a CUDA device")
     step = configs[args.config]
     device = torch.device("cuda")
-    torch.manual_seed(0)
+    cfg = WeakCLIPConfig(arch="ViT-B-16", weights=None, fidelity="release")
+    h = StepHarness(cfg, list(VOC_CLASSES), step, args.batch, args.size, device, crf_workers=None)
     torch.backends.cudnn.benchmark = step.cudnn_benchmark
-    names = list(VOC_CLASSES)
-    model = WeakCLIP(WeakCLIPConfig(arch="ViT-B-16", weights=None, fidelity="release", impl=step.impl), names)
-    model = model.to(device).train()
-    if step.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if step.bf16_image_tower:
-        model.store_image_tower_in(torch.bfloat16)
-    optimizer = adamw([g for g in model.param_groups(1e-4, 3e-5)], lr=1e-4)
-    loss_fn = WeakCLIPLoss(crf_workers=None, crf_backend=step.crf_backend)
-    data = synthetic_batch(args.batch, args.size, len(names), device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=step.precision == "bf16")
+    h.model.train()
+    autocast = precision_autocast(h.precision, device)
     try:
-        times = phase_times(model, loss_fn, optimizer, data, autocast, args.iters, warmup=3)
+        times = phase_times(h.model, h.loss_fn, h.optimizer, h.data, autocast, args.iters, warmup=3)
         activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
         with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
-            phase_times(model, loss_fn, optimizer, data, autocast, 2, warmup=0)
+            phase_times(h.model, h.loss_fn, h.optimizer, h.data, autocast, 2, warmup=0)
     finally:
-        loss_fn.close()
+        h.close()
     rows = []
     for phase, values in times.items():
         p50 = float(np.median(values))
         print(f"{phase:18s} p50 {p50:8.2f} ms")
         rows.append(make_row("voc", "voc", "weakclip[release]", "profile", "", f"step_ms:{phase}", p50, unit="ms",
-                             impl=step.impl, precision=step.precision, config=step.name,
+                             impl=step.impl, precision=step.precision, precision_used=h.precision, config=step.name,
                              crf_backend=step.crf_backend, batch_size=args.batch, image_size=args.size,
                              device_type="cuda"))
     write_rows(args.out, rows)

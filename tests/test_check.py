@@ -155,3 +155,91 @@ def test_a_profile_may_run_without_a_reference_when_its_params_say_so(tmp_path, 
     assert check.main(["--params", str(params), "--results", str(results)]) == 0
     out = capsys.readouterr().out
     assert "every gated number is new" in out and "REGRESSED" not in out
+
+
+# Absolute speeds depend on the machine: gated only against a reference from the same device.
+DEVICE_GATES = [
+    {"stage": "pseudo_mask", "metric": "miou", "kind": "abs", "tolerance": 0.02},
+    {"stage": "profile", "metric": "train_images_per_s", "kind": "ratio", "tolerance": 0.5, "scope": "device"},
+    {"stage": "profile", "metric": "train_speed_vs_release_faithful", "kind": "ratio", "tolerance": 0.7},
+]
+
+
+def _write_speeds(results, speed, ratio, miou=0.5):
+    write_rows(results / "metrics" / "pseudo.csv", [
+        make_row("unit", "synthetic", "weakclip", "pseudo_mask", "train", "miou", miou, seed=0)])
+    write_rows(results / "perf" / "throughput.csv", [
+        make_row("unit", "synthetic", "weakclip", "profile", "", "train_images_per_s", speed, config="bf16"),
+        make_row("unit", "synthetic", "weakclip", "profile", "", "train_speed_vs_release_faithful", ratio,
+                 config="bf16")])
+
+
+@pytest.fixture
+def other_host_reference(tmp_path):
+    """A reference whose speed was measured on another CPU (60 img/s there), made by --update-reference."""
+    params, results = tmp_path / "params.yaml", tmp_path / "results"
+    _params(params, DEVICE_GATES)
+    args = ["--params", str(params), "--results", str(results)]
+    _write_speeds(results, speed=60.0, ratio=1.0)
+    assert check.main(args + ["--update-reference"]) == 0
+    ref_path = results / "reference" / "unit.csv"
+    ref = pd.read_csv(ref_path)
+    assert ref.set_index("metric")["scope"].to_dict() == {
+        "miou": "any", "train_images_per_s": "device", "train_speed_vs_release_faithful": "any"}
+    ref.loc[ref["scope"] == "device", "device"] = "cpu:Other CPU (AVX2)"
+    ref.to_csv(ref_path, index=False)
+    return results, args
+
+
+def test_a_speed_from_another_device_is_printed_not_gated(other_host_reference, capsys):
+    results, args = other_host_reference
+    _write_speeds(results, speed=8.0, ratio=1.0)  # 7x slower than the other host's reference: not comparable
+    assert check.main(args) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "train_images_per_s" in ln)
+    assert "other device: not gated" in line and "8" in line
+    assert "the reference holds them for cpu:Other CPU (AVX2) only" in out
+    assert "OK: no regression" in out
+
+
+def test_a_portable_ratio_is_gated_on_every_device(other_host_reference, capsys):
+    results, args = other_host_reference
+    _write_speeds(results, speed=60.0, ratio=0.2)  # bf16 5x slower than fp32, side by side: fails anywhere
+    assert check.main(args) == 1
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "train_speed_vs" in ln)
+    assert "REGRESSED" in line
+
+
+def test_a_slowdown_on_the_reference_device_still_fails(tmp_path, capsys):
+    params, results = tmp_path / "params.yaml", tmp_path / "results"
+    _params(params, DEVICE_GATES)
+    args = ["--params", str(params), "--results", str(results)]
+    _write_speeds(results, speed=60.0, ratio=1.0)
+    assert check.main(args + ["--update-reference"]) == 0
+    _write_speeds(results, speed=20.0, ratio=1.0)  # same host, a third of the speed
+    assert check.main(args) == 1
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "train_images_per_s" in ln)
+    assert "REGRESSED" in line
+
+
+def test_update_reference_adds_this_device_beside_the_other(other_host_reference):
+    results, args = other_host_reference
+    _write_speeds(results, speed=30.0, ratio=1.0)
+    assert check.main(args + ["--update-reference"]) == 0
+    ref = pd.read_csv(results / "reference" / "unit.csv")
+    speeds = ref[ref["metric"] == "train_images_per_s"].set_index("device")["value"]
+    assert len(speeds) == 2 and speeds["cpu:Other CPU (AVX2)"] == 60.0
+    assert speeds.drop("cpu:Other CPU (AVX2)").item() == 30.0
+    assert (ref["metric"] == "miou").sum() == 1  # a portable number has one reference, whatever the device
+
+
+def test_a_device_bound_number_without_any_reference_is_new(tmp_path, capsys):
+    params, results = tmp_path / "params.yaml", tmp_path / "results"
+    _params(params, [DEVICE_GATES[0]])
+    args = ["--params", str(params), "--results", str(results)]
+    _write_speeds(results, speed=60.0, ratio=1.0)
+    assert check.main(args + ["--update-reference"]) == 0
+    _params(params, DEVICE_GATES)  # the speed gates arrive after the reference was made
+    assert check.main(args) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "train_images_per_s" in ln)
+    assert line.rstrip().endswith("new")

@@ -10,7 +10,14 @@ import itertools
 import pytest
 import torch
 
-from bench.stages.profile import VOC_GPU_CONFIGS, StepConfig, measure, profile_configs, voc_schedule_minutes
+from bench.stages.profile import (
+    VOC_GPU_CONFIGS,
+    StepConfig,
+    measure,
+    profile_configs,
+    throughput_rows,
+    voc_schedule_minutes,
+)
 from weakclip.model import tiny_config
 
 CLASSES = ["background", "square", "disc"]
@@ -23,7 +30,13 @@ def test_cpu_runs_torch_configs_only_and_names_them():
     perf = {"impls": ["torch", "triton"], "precisions": ["fp32", "bf16"]}
     configs = profile_configs(perf, torch.device("cpu"))
     assert [(c.name, c.impl, c.precision) for c in configs] == [
-        ("release-faithful", "torch", "fp32"), ("fast", "torch", "bf16")]
+        ("release-faithful", "torch", "fp32"), ("bf16", "torch", "bf16")]
+
+
+def test_gpu_configs_have_one_name_each_release_faithful_first():
+    perf = {"impls": ["triton", "torch"], "precisions": ["bf16", "fp32"]}
+    names = [c.name for c in profile_configs(perf, torch.device("cuda"))]
+    assert names[0] == "release-faithful" and sorted(names[1:]) == ["bf16", "triton", "triton+bf16"]
 
 
 def test_gpu_ladder_starts_release_faithful_and_adds_one_change_at_a_time():
@@ -51,3 +64,18 @@ def test_voc_schedule_minutes_only_for_the_voc_recipes_step():
     assert voc_schedule_minutes("ViT-B-16", 16, 512, 180.0) == pytest.approx(29.63, abs=0.01)  # the GPU target
     for arch, batch, size in [("tiny", 16, 512), ("ViT-B-16", 8, 512), ("ViT-B-16", 16, 64)]:
         assert voc_schedule_minutes(arch, batch, size, 160.0) is None
+
+
+def test_rows_record_the_precision_that_ran_and_the_ratio_to_release_faithful(monkeypatch):
+    monkeypatch.setattr("weakclip.precision._cpu_has_native_bf16", lambda: False)
+    perf = {"impls": ["torch"], "precisions": ["fp32", "bf16"], "batch_size": 2, "image_size": 64, "iters": 4,
+            "warmup": 1, "rounds": 2, "crf_workers": 1}
+    configs = profile_configs(perf, torch.device("cpu"))
+    rows = throughput_rows("unit", "synthetic", tiny_config(weights=None), CLASSES, perf, torch.device("cpu"),
+                           configs)
+    bf16 = [r for r in rows if r["config"] == "bf16"]
+    assert {r["precision"] for r in bf16} == {"bf16"} and {r["precision_used"] for r in bf16} == {"fp32"}
+    ratio = next(r for r in bf16 if r["metric"] == "train_speed_vs_release_faithful")
+    assert ratio["unit"] == "x" and ratio["value"] > 0 and ratio["spread"] >= 0
+    faithful = {r["metric"] for r in rows if r["config"] == "release-faithful"}
+    assert "train_speed_vs_release_faithful" not in faithful  # the baseline has no ratio to itself

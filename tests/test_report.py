@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from bench.report import ablation_table, claims_table, paper_vs_ours, profile_scopes, timing_table
+from bench.report import ablation_table, claims_table, paper_vs_ours, profile_scopes
 
 
 def _rows(values: dict[tuple[str, str], list[float]], profile: str = "synthetic",
@@ -105,19 +105,6 @@ def test_ablation_without_runs_lists_the_published_ladder():
     table = ablation_table(_rows({("pseudo_mask", "seeds:cam"): [0.4]}))
     assert len(table) == 4 and set(table["profile"]) == {"—"}
     assert set(table["ours: pseudo-mask mIoU, train (%)"]) == {"not run"}
-
-
-def test_time_per_stage_names_device_and_commit(tmp_path):
-    (tmp_path / "timing").mkdir()
-    env = {"git": {"sha": "0123456789abcdef"}, "device": {"type": "cpu", "name": "AMD EPYC", "isa": "AVX512"}}
-    for name, seconds in (("prepare", 1.25), ("train_weakclip@release", 10.0)):
-        (tmp_path / "timing" / f"{name}.json").write_text(
-            json.dumps({"stage": name, "profile": "synthetic", "seconds": seconds, "environment": env}))
-    table = timing_table(tmp_path)
-    assert list(table["stage"]) == ["prepare", "train_weakclip@release", "**total**"]
-    assert table["seconds"].iloc[-1] == pytest.approx(11.2, abs=0.06)
-    assert list(table["device"].iloc[:2]) == ["cpu:AMD EPYC (AVX512)"] * 2
-    assert list(table["commit"].iloc[:2]) == ["0123456"] * 2
 
 
 def test_profile_banner_says_when_a_profile_brought_no_miou():

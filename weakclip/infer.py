@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from weakclip.crf import CRFParams, crf_params, default_workers, dense_crf
 from weakclip.io import save_mask
 from weakclip.io import save_probs as _save_probs_file
+from weakclip.precision import autocast, precision_used
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,7 +47,7 @@ class InferConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     output_key: str = "logits"  # which entry of the model's output dict holds (B, K, h, w) logits
     device: str = "auto"
-    amp: str = "bf16"  # bf16 autocast on CUDA; ignored on the CPU
+    amp: str = "bf16"  # bf16 autocast where the device has native bf16 (weakclip.precision) | "none"
     # Zero the probabilities of classes absent from the image-level labels before the CRF. WeakCLIP
     # itself does not use labels at inference (the paper's pseudo masks come from the model alone),
     # so this is off by default; it exists to measure how much the labels would add.
@@ -143,7 +144,6 @@ def predict_probs(
     img = torch.from_numpy(np.ascontiguousarray(image_uint8)).to(device).permute(2, 0, 1).float() / 255.0
     mean = torch.tensor(cfg.mean, device=device).view(3, 1, 1)
     std = torch.tensor(cfg.std, device=device).view(3, 1, 1)
-    use_amp = cfg.amp == "bf16" and device.type == "cuda"
     probs = None
     for ratio in cfg.scales:
         sh, sw = scaled_size(h, w, cfg, ratio)
@@ -154,7 +154,7 @@ def predict_probs(
         )
         x = (x - mean) / std  # (3, sh, sw)
         views = torch.stack([x, x.flip(-1)]) if cfg.flip else x[None]  # (n, 3, sh, sw)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with autocast(cfg.amp, device):
             logits = slide_logits(model, views, cfg)  # (n, K, sh, sw)
         if cfg.flip:
             logits = torch.stack([logits[0], logits[1].flip(-1)])
@@ -274,6 +274,7 @@ def pseudo_masks(
         "model_s_per_image": t_model / max(n_done, 1),
         "crf_s_per_image": t_crf / max(n_done, 1),
         "crf": params.as_dict() if params else None,
+        "precision": precision_used(cfg.amp, device),
         "infer_config": asdict(cfg),
         "out_dir": str(out_dir),
     }

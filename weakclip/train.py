@@ -39,6 +39,7 @@ from weakclip.distributed import (
 )
 from weakclip.io import atomic_path
 from weakclip.optim import adamw
+from weakclip.precision import precision_used
 from weakclip.schedule import lr_at, lr_scale_at
 
 
@@ -58,7 +59,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int | None = None  # keep only the newest N ckpt_{it}.pt (None = all)
     log_every: int = 10
-    amp: str = "bf16"  # "bf16" autocast on CUDA (ignored on CPU) | "none"
+    amp: str = "bf16"  # "bf16" autocast where the device has native bf16 (weakclip.precision), else fp32 | "none"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     deterministic: bool = False
     save_frozen: bool = False  # store the full state even when the model has head_state_dict()
@@ -281,9 +282,10 @@ def _train(model, loss_fn, dataset, cfg, out_dir, ckpt_dir, info, resume, stop_a
         persistent_workers=cfg.num_workers > 0,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
-    use_amp = cfg.amp == "bf16" and device.type == "cuda"
     if cfg.amp not in ("bf16", "none"):
         raise ValueError(f"TrainConfig.amp must be 'bf16' or 'none', got {cfg.amp!r}")
+    precision = precision_used(cfg.amp, device)
+    use_amp = precision == "bf16"
 
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -399,5 +401,6 @@ def _train(model, loss_fn, dataset, cfg, out_dir, ckpt_dir, info, resume, stop_a
         "total_params": n_params,
         "world_size": world,
         "device": str(device),
+        "precision": precision,
         "model_path": str(out_dir / "model.pt"),
     }

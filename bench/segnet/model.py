@@ -39,7 +39,7 @@ class SegNetConfig:
     dropout: float = 0.5
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    amp: bool = True  # bf16 autocast where the device has native bf16 (weakclip.precision), else fp32
     checkpoint_every: int = 1000  # iterations between resumable checkpoints (last.pt)
     log_every: int = 20
     test_scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)

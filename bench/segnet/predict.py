@@ -14,6 +14,7 @@ from tqdm import tqdm
 from bench.segnet.model import SegNetConfig
 from weakclip.crf import crf_params, default_workers, dense_crf_many
 from weakclip.io import save_mask
+from weakclip.precision import autocast as precision_autocast
 
 
 @torch.no_grad()
@@ -29,7 +30,7 @@ def predict_segnet(model: torch.nn.Module, image: np.ndarray, cfg: SegNetConfig)
     mean = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1)
     x = (x - mean) / std
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+    autocast = precision_autocast(cfg.amp, device)
     total = None
     for scale in cfg.test_scales:
         size = (max(8, round(h * scale)), max(8, round(w * scale)))

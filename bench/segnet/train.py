@@ -24,6 +24,8 @@ from bench.provenance import environment
 from bench.segnet.model import DeepLabLargeFOV, SegNetConfig, build_segnet
 from weakclip.io import IGNORE_INDEX, atomic_path, write_json, write_text
 from weakclip.optim import adamw
+from weakclip.precision import autocast as precision_autocast
+from weakclip.precision import precision_used
 
 CHECKPOINT = "last.pt"
 MODEL = "model.pt"
@@ -170,7 +172,7 @@ def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+    autocast = precision_autocast(cfg.amp, device)
     model.train()
     t0 = t_window = time.perf_counter()
     window_loss, window_n, seen, loss_value = 0.0, 0, 0, math.nan
@@ -223,6 +225,7 @@ def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path,
         "seconds": seconds,
         "images_per_s": seen / max(seconds, 1e-9),
         "parameters": sum(p.numel() for p in model.parameters()),
+        "precision": precision_used(cfg.amp, device),
         "config": cfg.as_dict(),
         "environment": environment(),
     }

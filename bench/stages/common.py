@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import resource
 import shutil
 import sys
 import time
@@ -86,9 +88,28 @@ def stage_threads(setting, stage_name: str) -> int | None:
     return int(setting) if setting else None
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc, 10 ms resolution), or None where that is unknown."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and of the child processes it has waited for (pool workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 @contextlib.contextmanager
 def run_stage(name: str):
-    """Load params, time the stage, and record its wall time in results/timing/<name>.json."""
+    """Load params, time the stage, and record in results/timing/<name>.json its wall time, the CPU time it
+    used (with its worker processes: cpu/wall is the number of cores it kept busy), when it started and
+    ended, and how long the process took to start (interpreter and imports) before the stage's work began."""
+    began, cpu_before, startup = time.time(), cpu_seconds(), process_age()
     stage = Stage(name, load_params(), declared_params(name))
     threads = stage_threads(stage.get("threads", None), name)
     if threads:
@@ -98,8 +119,12 @@ def run_stage(name: str):
     start = time.perf_counter()
     yield stage
     seconds = time.perf_counter() - start
-    write_json(RESULTS / "timing" / f"{name}.json",
-               {"stage": name, "profile": stage.profile, "seconds": round(seconds, 2), "environment": environment()})
+    write_json(RESULTS / "timing" / f"{name}.json", {
+        "stage": name, "profile": stage.profile, "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu_seconds() - cpu_before, 2),
+        "startup_seconds": round(startup, 2) if startup is not None else None,
+        "started_at": round(began, 2), "ended_at": round(time.time(), 2), "threads": threads,
+        "environment": environment()})
     print(f"[{name}] done in {seconds:.1f} s")
 
 

@@ -4,10 +4,13 @@
     python -m bench.stages.profile --voc-gpu --out-dir results/perf/gpu
                                                         # the VOC schedule's shape (ViT-B/16, 512², batch 16)
 
-Measured per step configuration (`StepConfig`): training step (forward, losses including the CRF
-boundary loss, backward, AdamW step) in images/s, pseudo-mask inference forward in images/s, and peak
-memory. Rows are labelled with the device and the configuration; GPU rows exist only where a GPU
-measured them. `--voc-gpu` measures the VOC recipe's step at random CLIP weights (speed does not depend
+Measured per step configuration (`StepConfig`, bench/step_harness.py): training step (forward, losses
+including the CRF boundary loss, backward, AdamW step) in images/s, pseudo-mask inference forward in
+images/s, and peak memory. Rows are labelled with the device, the configuration, the precision it asked for
+and the precision that ran (bf16 only where the device has it natively). An absolute speed means something
+only next to another speed from the same device; the speed of each configuration *relative to the
+release-faithful one*, timed interleaved in the same run (`train_speed_vs_release_faithful`), means the same
+on any host, and is what `bench.check` gates everywhere. GPU rows exist only where a GPU measured them. `--voc-gpu` measures the VOC recipe's step at random CLIP weights (speed does not depend
 on the weights): the release-faithful configuration (fp32, torch co-attention, pydensecrf on the CPU)
 beside the fast ones (bf16 autocast, Triton co-attention, the exact CRF on the GPU, cuDNN autotuning,
 NHWC convolutions, a bf16 image tower), each change added one at a time so that the table says what
@@ -17,20 +20,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import resource
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from weakclip.losses import WeakCLIPLoss
 from weakclip.model import WeakCLIP, WeakCLIPConfig
-from weakclip.optim import adamw
 
 from ..data import VOC_CLASSES, build_dataset
 from ..results import make_row, write_rows
+from ..step_harness import StepConfig, measure_configs
 from .common import REPO_ROOT, RESULTS, run_stage
 
 VOC_SCHEDULE_IMAGES = 20_000 * 16  # 20k iterations x batch 16 (spec/weakclip.md)
@@ -43,24 +42,6 @@ def voc_schedule_minutes(arch: str, batch: int, size: int, train_images_per_s: f
     if (arch, batch, size) != VOC_RECIPE_SHAPE:
         return None
     return VOC_SCHEDULE_IMAGES / train_images_per_s / 60
-
-
-@dataclasses.dataclass(frozen=True)
-class StepConfig:
-    """One way to run the training step. ``name`` labels its rows (column ``config``)."""
-
-    name: str
-    impl: str = "torch"  # co-attention: torch | triton
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
-    crf_backend: str = "pydensecrf"  # boundary-loss CRF: pydensecrf (CPU) | exact (logits' device)
-    cudnn_benchmark: bool = False  # cuDNN picks its convolution algorithms by timing them
-    channels_last: bool = False  # convolution weights (adapter, decoder) in NHWC, so cuDNN runs NHWC kernels
-    bf16_image_tower: bool = False  # the frozen image tower stored in bf16 and run outside autocast
-
-    @property
-    def release_faithful(self) -> bool:
-        return (self.impl, self.precision, self.crf_backend) == ("torch", "fp32", "pydensecrf") and not (
-            self.cudnn_benchmark or self.channels_last or self.bf16_image_tower)
 
 
 # The GPU ladder: each configuration adds one change to the one before it.
@@ -76,121 +57,62 @@ VOC_GPU_CONFIGS = (
 )
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB -> MiB)
-
-
-def synthetic_batch(batch: int, size: int, num_classes: int, device: torch.device, seed: int = 0) -> dict:
-    """A random batch with the shapes of a training batch (speed does not depend on pixel values)."""
-    gen = torch.Generator().manual_seed(seed)
-    images_uint8 = torch.randint(0, 256, (batch, size, size, 3), generator=gen, dtype=torch.uint8)
-    mask = torch.randint(0, num_classes, (batch, size, size), generator=gen)
-    mask[:, : size // 8] = 255
-    image = (images_uint8.permute(0, 3, 1, 2).float() / 255 - 0.45) / 0.25
-    if device.type == "cuda":  # as the trainer's loader (pin_memory) hands it over; it stays on the host
-        images_uint8 = images_uint8.pin_memory()
-    return {"image": image.to(device), "mask": mask.to(device), "image_uint8": images_uint8}
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_loop(step, iters: int, warmup: int, device) -> list[float]:
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def measure(cfg: WeakCLIPConfig, class_names, step: StepConfig, batch: int, size: int, iters: int, warmup: int,
             device: torch.device, crf_workers: int | None) -> dict:
     """Training-step and inference throughput of one step configuration."""
-    torch.manual_seed(0)
-    torch.backends.cudnn.benchmark = step.cudnn_benchmark
-    model = WeakCLIP(dataclasses.replace(cfg, impl=step.impl), class_names).to(device)
-    if step.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if step.bf16_image_tower:
-        model.store_image_tower_in(torch.bfloat16)
-    groups = [g for g in model.param_groups(1e-4, 3e-5) if g.get("lr", 1e-4) > 0]
-    optimizer = adamw(groups, lr=1e-4)
-    loss_fn = WeakCLIPLoss(crf_workers=crf_workers, crf_backend=step.crf_backend)
-    data = synthetic_batch(batch, size, len(class_names), device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=step.precision == "bf16")
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-    def train_step():
-        with autocast:
-            out = model(data["image"])
-        loss = loss_fn(out, data)["total"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def infer_step():
-        with torch.no_grad(), autocast:
-            model(data["image"])
-
-    try:
-        model.train()
-        train_times = time_loop(train_step, iters, warmup, device)
-        train_mem = peak_memory_mb(device)
-        model.eval()
-        infer_times = time_loop(infer_step, iters, warmup, device)
-    finally:
-        loss_fn.close()
-        torch.backends.cudnn.benchmark = False
-    p50_train, p50_infer = float(np.median(train_times)), float(np.median(infer_times))
-    res = {"train_images_per_s": batch / p50_train, "train_step_ms_p50": 1e3 * p50_train,
-           "train_step_ms_p20": 1e3 * float(np.quantile(train_times, 0.2)),
-           "train_step_ms_p80": 1e3 * float(np.quantile(train_times, 0.8)),
-           "infer_images_per_s": batch / p50_infer, "peak_mem_mb": train_mem}
-    minutes = voc_schedule_minutes(cfg.arch, batch, size, batch / p50_train)
+    res = measure_configs(cfg, class_names, [step], batch, size, iters, warmup, device, crf_workers)[step.name]
+    minutes = voc_schedule_minutes(cfg.arch, batch, size, res["train_images_per_s"])
     if minutes is not None:
         res["voc_schedule_minutes"] = minutes
     return res
 
 
+def config_name(step: StepConfig) -> str:
+    """'release-faithful', or what the configuration changes: 'bf16', 'triton', 'triton+bf16'."""
+    if step.release_faithful:
+        return "release-faithful"
+    return "+".join(part for part, changed in ((step.impl, step.impl != "torch"),
+                                               (step.precision, step.precision != "fp32")) if changed)
+
+
 def profile_configs(perf: dict, device: torch.device) -> list[StepConfig]:
-    """The stage's configurations: every (impl, precision) of params `perf` (triton on CUDA only)."""
+    """The stage's configurations: every (impl, precision) of params `perf` (triton on CUDA only), the
+    release-faithful one (torch, fp32) first: every other one's speed is also given relative to it."""
     impls = perf["impls"] if device.type == "cuda" else [i for i in perf["impls"] if i == "torch"]
-    configs = []
-    for impl in impls:
-        for precision in perf["precisions"]:
-            step = StepConfig("", impl=impl, precision=precision)
-            configs.append(dataclasses.replace(step, name="release-faithful" if step.release_faithful else "fast"))
-    return configs
+    steps = [StepConfig("", impl=impl, precision=precision) for impl in impls for precision in perf["precisions"]]
+    steps.sort(key=lambda s: not s.release_faithful)
+    return [dataclasses.replace(s, name=config_name(s)) for s in steps]
+
+
+UNITS = {"images_per_s": "img/s", "_ms_": "ms", "mem_mb": "MiB", "minutes": "min", "_speed_vs_": "x"}
 
 
 def throughput_rows(profile: str, dataset: str, cfg: WeakCLIPConfig, class_names, perf: dict,
                     device: torch.device, configs: list[StepConfig]) -> list[dict]:
+    """One row per (configuration, metric). `precision` is what the configuration asked for and
+    `precision_used` what ran (bf16 only where the device has it natively)."""
+    results = measure_configs(cfg, class_names, configs, perf["batch_size"], perf["image_size"], perf["iters"],
+                              perf["warmup"], device, perf.get("crf_workers"), rounds=perf.get("rounds", 1))
     rows = []
     for step in configs:
-        res = measure(cfg, class_names, step, perf["batch_size"], perf["image_size"], perf["iters"],
-                      perf["warmup"], device, perf.get("crf_workers"))
-        unit = {"images_per_s": "img/s", "_ms_": "ms", "mem_mb": "MiB", "minutes": "min"}
+        res = dict(results[step.name])
+        precision = res.pop("precision_used")
+        minutes = voc_schedule_minutes(cfg.arch, perf["batch_size"], perf["image_size"], res["train_images_per_s"])
+        if minutes is not None:
+            res["voc_schedule_minutes"] = minutes
+        spreads = {k.removesuffix("_spread"): res.pop(k) for k in list(res) if k.endswith("_spread")}
         for metric, value in res.items():
             rows.append(make_row(profile, dataset, f"weakclip[{cfg.fidelity}]", "profile", "", metric, value,
-                                 unit=next((u for k, u in unit.items() if k in metric), ""), impl=step.impl,
-                                 precision=step.precision, config=step.name, crf_backend=step.crf_backend,
+                                 unit=next((u for k, u in UNITS.items() if k in metric), ""), impl=step.impl,
+                                 precision=step.precision, precision_used=precision, config=step.name,
+                                 spread=spreads.get(metric), crf_backend=step.crf_backend,
                                  cudnn_benchmark=step.cudnn_benchmark, channels_last=step.channels_last,
-                                 bf16_image_tower=step.bf16_image_tower,
-                                 arch=cfg.arch,
+                                 bf16_image_tower=step.bf16_image_tower, arch=cfg.arch,
                                  batch_size=perf["batch_size"], image_size=perf["image_size"],
                                  device_type=device.type))
-        print(f"{step.name:24s} train {res['train_images_per_s']:8.1f} img/s  infer "
-              f"{res['infer_images_per_s']:8.1f} img/s  peak {res['peak_mem_mb']:8.0f} MiB", flush=True)
+        ratios = "".join(f"  {k} {v:.2f}x" for k, v in res.items() if "_speed_vs_" in k)
+        print(f"{step.name:24s} ({precision}) train {res['train_images_per_s']:8.1f} img/s  infer "
+              f"{res['infer_images_per_s']:8.1f} img/s  peak {res['peak_mem_mb']:8.0f} MiB{ratios}", flush=True)
     return rows
 
 
@@ -243,7 +165,7 @@ def voc_gpu(out_dir: Path, configs: tuple[StepConfig, ...] = VOC_GPU_CONFIGS) ->
         raise SystemExit("--voc-gpu needs a CUDA device")
     device = torch.device("cuda")
     cfg = WeakCLIPConfig(arch="ViT-B-16", weights=None, fidelity="release")
-    perf = {"batch_size": 16, "image_size": 512, "iters": 20, "warmup": 5, "crf_workers": None}
+    perf = {"batch_size": 16, "image_size": 512, "iters": 20, "warmup": 5, "crf_workers": None, "rounds": 1}
     rows = throughput_rows("voc", "voc", cfg, list(VOC_CLASSES), perf, device, list(configs))
     rows += parameter_rows("voc", "voc", cfg, list(VOC_CLASSES))
     write_rows(out_dir / "throughput_voc_gpu.csv", rows)
