@@ -2,7 +2,7 @@
 
 What weakclip.clip_towers.encode_patch_tokens does not give: the head-averaged attention map of every
 block, and a leaf tensor at the last block's input so that Grad-CAM can take its gradient there.
-Why there (ENV.md): the class token after the last block does not depend on that block's patch outputs,
+Why there (docs/baselines.md): the class token after the last block does not depend on its patch outputs,
 so a gradient taken after the last block is zero; CLIP-ES hooks the last block's first LayerNorm.
 """
 from __future__ import annotations

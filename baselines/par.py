@@ -8,6 +8,13 @@ distance. Ten iterations of m <- sum_n a_n * m_n propagate the (softmaxed) CAMs.
 constant background `high`, a pixel's argmax class is foreground; with background `low`, background;
 everything else is ignored (255). Presets: AFA 0.55/0.35, ToCo 0.7/0.25.
 The input's channel 0 is not used: PAR's background is the constant threshold.
+
+Geometry. The dilations are pixels of the half-resolution image, published for VOC training crops (AFA 512,
+ToCo 448: a 256 / 224 px working map). `geometry="absolute"` (default) uses them as published on any image;
+`geometry="relative"` keeps their reach as a fraction of the working map's short side (`working_dilations`):
+    d' = max(1, round_half_up(d * s)),  s = working short side / (preset's crop / 2),  duplicates dropped,
+so the published dilations come back exactly on the preset's own crop and shrink in proportion below it
+(a 64 px image: s = 32 / 256, dilations 1, 2, 3).
 """
 from __future__ import annotations
 
@@ -23,6 +30,13 @@ from .common import present_mask
 
 PRESETS = {"afa": (0.55, 0.35), "toco": (0.7, 0.25)}
 DILATIONS = (1, 2, 4, 8, 12, 24)
+# The crop each preset's dilations were published for. AFA: launch/run_sbatch_attn_reg.sh trains VOC with
+# crop_size=512; ToCo: scripts/dist_train_voc_seg_neg.py --crop_size 448. Both build
+# PAR(num_iter=10, dilations=[1, 2, 4, 8, 12, 24]) and call it from refine_cams_with_bkg_v2 at down_scale=2,
+# so the map the dilations were chosen for is the crop at half resolution: 256 (AFA) / 224 (ToCo) px.
+REFERENCE_CROP = {"afa": 512, "toco": 448}
+PUBLISHED_DOWN_SCALE = 2
+GEOMETRIES = ("absolute", "relative")
 # 8 directions (row, col), in AFA's 3x3 kernel order; diagonal ones are sqrt(2) far.
 DIRECTIONS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
@@ -61,17 +75,51 @@ def par(image: torch.Tensor, masks: torch.Tensor, iterations: int = 10, dilation
     return masks
 
 
+def round_half_up(x: float) -> int:
+    """Nearest integer, halves up (Python's round() sends 0.5 to 0 and 2.5 to 2)."""
+    return math.floor(x + 0.5)
+
+
+def working_size(image_hw: tuple[int, int], down_scale: int = 2) -> tuple[int, int]:
+    """The (h, w) PAR runs at: the image at 1/down_scale (at least 1 x 1)."""
+    return max(1, image_hw[0] // down_scale), max(1, image_hw[1] // down_scale)
+
+
+def scale_dilations(dilations, working_short_side: int, reference_short_side: float) -> tuple[int, ...]:
+    """Dilations kept at the same fraction of the working map's short side: ascending, unique, >= 1.
+
+    Duplicates are dropped: two equal dilations would weigh the same 8 neighbours twice in the softmax."""
+    s = working_short_side / reference_short_side
+    return tuple(sorted({max(1, round_half_up(d * s)) for d in dilations}))
+
+
+def working_dilations(image_hw: tuple[int, int], preset: str = "afa", geometry: str = "absolute",
+                      dilations=DILATIONS, down_scale: int = 2) -> tuple[int, ...]:
+    """The dilations PAR uses on an (H, W) image: as given ("absolute"), or scaled ("relative") from the
+    preset's published working map (REFERENCE_CROP / PUBLISHED_DOWN_SCALE) to this image's working map."""
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"par: unknown geometry {geometry!r}; known {list(GEOMETRIES)}")
+    if geometry == "absolute":
+        return tuple(dilations)
+    reference = REFERENCE_CROP[preset] / PUBLISHED_DOWN_SCALE
+    return scale_dilations(dilations, min(working_size(image_hw, down_scale)), reference)
+
+
 def refine(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, preset: str = "afa",
            high: float | None = None, low: float | None = None, iterations: int = 10, down_scale: int = 2,
-           dilations: tuple = DILATIONS) -> tuple[np.ndarray, np.ndarray]:
-    """PAR + dual thresholds. Returns (probs (K, H, W) of the `high` branch, mask with 255 in the band)."""
+           dilations: tuple = DILATIONS, geometry: str = "absolute") -> tuple[np.ndarray, np.ndarray]:
+    """PAR + dual thresholds. Returns (probs (K, H, W) of the `high` branch, mask with 255 in the band).
+
+    geometry: "absolute" = `dilations` in working-map pixels as published; "relative" = `dilations` are the
+    published values, rescaled to this image by working_dilations()."""
     if preset not in PRESETS:
         raise ValueError(f"par: unknown preset {preset!r}; known {sorted(PRESETS)}")
     hi, lo = (high if high is not None else PRESETS[preset][0]), (low if low is not None else PRESETS[preset][1])
     if not lo <= hi:
         raise ValueError(f"par: low threshold {lo} must not exceed high threshold {hi}")
     H, W = image.shape[:2]
-    size = (max(1, H // down_scale), max(1, W // down_scale))
+    dilations = working_dilations((H, W), preset, geometry, dilations, down_scale)
+    size = working_size((H, W), down_scale)
     img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
     img = F.interpolate(img, size=size, mode="bilinear", align_corners=False)
     keep = present_mask(labels)

@@ -12,11 +12,18 @@ Dense vs sparse: A is non-zero only within the radius. When the grid has <= dens
 images: <= 1024) T is built dense and squared 8 times (IRN/AffinityNet); larger grids (VOC at stride 4:
 ~12k nodes, a 0.5 GB matrix cubed 8 times) take 256 sparse steps over shifted views of the radius-5
 neighbourhood instead - the same T^256, in O(256 * N * 69) work. tests check that both paths agree.
+
+Geometry. IRN's pixel constants (walk radius 5 at stride 4, label-CRF sxy 3 / 50) were set for its 512 px
+crops. `geometry="absolute"` (default) uses them as published on any image; `geometry="relative"` keeps
+them at the same fraction of the image, s = short side / 512 px (= stride-4 map short side / 128):
+    radius' = max(2, round_half_up(radius * s))      (walk_radius; fit: on the crop's map, refine: the image's)
+    sxy'    = max(1 px, sxy * s)                     (label_crf_params, per image, in fit)
+A 64 px image (map 16): radius 2, the 8-neighbourhood; CRF sxy 1 / 6.25.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +40,44 @@ from .clip_dense import resolve_device
 from .common import check_sample, iter_samples, load_cams, make_config, present_mask
 
 IRN_LABEL_CRF = CRFParams(3, 3, 50, 5, 10, 10)  # IRN imutils.crf_inference_label
+STRIDE = 4  # the affinity map's stride (AffinityNet.forward)
+# IRN (Ahn et al. CVPR 2019, run_sample.py --irn_crop_size 512) trains its affinity network on 512 x 512 crops
+# and walks with radius=5 on the stride-4 map (make_sem_seg_labels.py: propagate_to_edge(..., radius=5)): the
+# radius was chosen for a 512 / 4 = 128 cell map. The crop also holds a whole VOC image (long side <= 500 px),
+# where the label CRF's sxy 3 / 50 px were set: one reference side for all of IRN's pixel constants.
+REFERENCE_SIDE = 512
+# The pair disc is |o| < radius (AffinityNet; IRN's PathIndex): radius 1 holds no pair at all, so the smallest
+# working radius is 2 (the 8-neighbourhood).
+MIN_RADIUS = 2
+GEOMETRIES = ("absolute", "relative")
+
+
+def _round_half_up(x: float) -> int:
+    return int(np.floor(x + 0.5))
+
+
+def check_geometry(geometry: str) -> None:
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"random_walk: unknown geometry {geometry!r}; known {list(GEOMETRIES)}")
+
+
+def walk_radius(radius: int, geometry: str, map_short_side: int) -> int:
+    """Pair/walk radius on a stride-4 map: as given ("absolute") or radius * map_short_side / 128 ("relative",
+    rounded half up, at least MIN_RADIUS); `radius` is the published value (5) in both cases."""
+    check_geometry(geometry)
+    if geometry == "absolute":
+        return int(radius)
+    return max(MIN_RADIUS, _round_half_up(radius * map_short_side * STRIDE / REFERENCE_SIDE))
+
+
+def label_crf_params(geometry: str, image_short_side: int) -> CRFParams:
+    """IRN's label CRF, its two spatial widths scaled by short side / 512 ("relative", at least 1 px)."""
+    check_geometry(geometry)
+    if geometry == "absolute":
+        return IRN_LABEL_CRF
+    s = image_short_side / REFERENCE_SIDE
+    return replace(IRN_LABEL_CRF, gauss_sxy=max(1.0, IRN_LABEL_CRF.gauss_sxy * s),
+                   bilateral_sxy=max(1.0, IRN_LABEL_CRF.bilateral_sxy * s))
 
 
 def half_offsets(radius: int = 5) -> list[tuple[int, int]]:
@@ -43,7 +88,8 @@ def half_offsets(radius: int = 5) -> list[tuple[int, int]]:
 
 
 def confident_labels(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, fg_threshold: float = 0.30,
-                     bg_threshold: float = 0.05, label_crf: bool = True) -> np.ndarray:
+                     bg_threshold: float = 0.05, label_crf: bool = True,
+                     crf: CRFParams = IRN_LABEL_CRF) -> np.ndarray:
     """IRN's cam_to_ir_label: (H, W) uint8 with the class, 0 (confident background) or 255 (unsure)."""
     keep = present_mask(labels)
     fg = np.where(keep[1:, None, None], cams[1:], -1.0)
@@ -57,7 +103,7 @@ def confident_labels(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, fg
             probs = np.full((k,) + lab.shape, 0.3 / max(k - 1, 1), np.float32)
             idx = np.searchsorted(valid, lab)
             np.put_along_axis(probs, idx[None], 0.7, axis=0)
-            lab = valid[dense_crf(np.ascontiguousarray(image), probs, IRN_LABEL_CRF).argmax(0)]
+            lab = valid[dense_crf(np.ascontiguousarray(image), probs, crf).argmax(0)]
         out.append(lab)
     conf_fg, conf_bg = out
     conf = conf_fg.astype(np.uint8)
@@ -72,7 +118,8 @@ class RWConfig:
     backbone: str = "tiny"  # "tiny" conv net on the image, or a timm model name (features_only)
     backbone_weights: str | None = None  # local timm weights for the backbone
     embed_dim: int = 32  # affinity embedding channels
-    radius: int = 5  # pair radius at stride 4 (AffinityNet/IRN)
+    radius: int = 5  # pair radius at stride 4 (AffinityNet/IRN); "relative" geometry rescales it (walk_radius)
+    geometry: str = "absolute"  # "absolute": IRN's pixel constants as published; "relative": scaled to the image
     fg_threshold: float = 0.30  # IRN conf_fg_thres
     bg_threshold: float = 0.05  # IRN conf_bg_thres
     label_crf: bool = True  # IRN snaps both confident label maps with a dense CRF
@@ -87,6 +134,9 @@ class RWConfig:
     dense_max_nodes: int = 4096  # above: sparse iterative walk
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self):
+        check_geometry(self.geometry)
 
 
 def pair_labels(label: np.ndarray, offsets) -> tuple[np.ndarray, ...]:
@@ -146,11 +196,13 @@ def fit(dataset, cam_dir: str, cfg: dict | RWConfig, out_path: str, progress: bo
         sid, image, labels = check_sample(s, c.num_classes)
         cams = load_cams(Path(cam_dir) / f"{sid}.npy", num_classes=c.num_classes, size=image.shape[:2],
                          labels=labels)
-        data.append((image, confident_labels(image, cams, labels, c.fg_threshold, c.bg_threshold, c.label_crf)))
+        crf = label_crf_params(c.geometry, min(image.shape[:2]))  # the CRF runs on the whole image
+        data.append((image, confident_labels(image, cams, labels, c.fg_threshold, c.bg_threshold, c.label_crf, crf)))
     if not data:
         raise ValueError("random_walk.fit: empty dataset")
     conf_share = float(np.mean([(lab != IGNORE_INDEX).mean() for _, lab in data]))
-    offsets = half_offsets(c.radius)
+    radius = walk_radius(c.radius, c.geometry, -(-c.crop_size // STRIDE))  # pairs are drawn on the crop's map
+    offsets = half_offsets(radius)
     model = AffinityNet(c.backbone, c.embed_dim, c.backbone_weights).to(dev).train()
     opt = adamw(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     steps_per_epoch = max(1, len(data) // c.batch_size)
@@ -177,7 +229,7 @@ def fit(dataset, cam_dir: str, cfg: dict | RWConfig, out_path: str, progress: bo
     with atomic_path(out_path, suffix=".pt") as tmp:
         torch.save({"cfg": asdict(c), "state_dict": model.state_dict(), "history": history}, tmp)
     return {"refiner": "random_walk", "n_images": len(data), "confident_share": conf_share,
-            "steps": len(history), "loss_first": history[0], "loss_last": history[-1],
+            "steps": len(history), "loss_first": history[0], "loss_last": history[-1], "radius": radius,
             "seconds": time.perf_counter() - t0, "checkpoint": str(out_path), "config": asdict(c)}
 
 
@@ -234,14 +286,14 @@ def refine(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, checkpoint: 
            confidence: float | None = None, force: str | None = None, **overrides) -> tuple[np.ndarray, np.ndarray]:
     """Random-walk refinement with a fitted affinity net (`checkpoint` from fit()).
 
-    overrides: beta, exp_times, bg_score, dense_max_nodes. confidence: pixels whose normalised top score
-    is below it -> 255 (default off)."""
+    overrides: beta, exp_times, bg_score, dense_max_nodes, geometry (default: the checkpoint's). confidence:
+    pixels whose normalised top score is below it -> 255 (default off)."""
     if checkpoint is None:
         raise ValueError("random_walk.refine: checkpoint= (the file written by random_walk.fit) is required")
     if checkpoint not in _CACHE:
         _CACHE[checkpoint] = load_affinity_net(checkpoint, RWConfig, make_config)
     model, c = _CACHE[checkpoint]
-    allowed = {"beta", "exp_times", "bg_score", "dense_max_nodes"}
+    allowed = {"beta", "exp_times", "bg_score", "dense_max_nodes", "geometry"}
     if set(overrides) - allowed:
         raise ValueError(f"random_walk.refine: unknown options {sorted(set(overrides) - allowed)}")
     c = make_config(RWConfig, c, **overrides)
@@ -257,7 +309,8 @@ def refine(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, checkpoint: 
         fg = torch.from_numpy(np.ascontiguousarray(cams[1:][keep[1:]], dtype=np.float32))
         fg = F.pad(fg, (0, 4 * w - W, 0, 4 * h - H))
         fg = F.avg_pool2d(fg[None], 4)[0]  # (C, h, w) stride-4 CAMs
-        rw = random_walk(fg, feats, c.beta, c.exp_times, c.radius, c.dense_max_nodes, force)
+        radius = walk_radius(c.radius, c.geometry, min(h, w))
+        rw = random_walk(fg, feats, c.beta, c.exp_times, radius, c.dense_max_nodes, force)
         rw = F.interpolate(rw[None], scale_factor=4, mode="bilinear", align_corners=False)[0, :, :H, :W]
         rw = rw / rw.max().clamp_min(1e-5)
     scores = np.zeros(cams.shape, np.float32)

@@ -1,6 +1,6 @@
 """`threshold` refiner: a background score (constant threshold, power rule, or the stored channel 0) + argmax.
 
-The background rule must be chosen without the evaluated split's ground truth (spec/baselines.md):
+The background rule must be chosen without the evaluated split's ground truth (docs/baselines.md):
 pick it on a held-out split with `threshold_sweep` + the harness's evaluator, or use a published value
 (IRN 0.15 for plain CAMs, CLIP-ES power t = 1). This module only maps (CAMs, rule) -> mask.
 """

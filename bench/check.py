@@ -138,13 +138,12 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, gates: list[dict]) -
     A device-bound number is matched with the reference row of its own device. From a device the reference
     has no row for it is OTHER_DEVICE (printed, passing); the reference rows of devices that did not run
     here are not this run's business (another host's speeds cannot be missing here)."""
-    ref = reference.assign(scope=reference.get("scope", "any"))
-    ref = ref.assign(match=ref["device"].where(ref["scope"] == "device", ""))
+    ref = reference.assign(match=reference["device"].where(reference["scope"] == "device", ""))
     now = current.assign(scope=["device" if device_bound(gate_for(r, gates)) else "any" for _, r in current.iterrows()])
     now = now.assign(match=now["device"].where(now["scope"] == "device", ""))
     now = now.groupby(KEY + ["match"], as_index=False).agg(value=("value", "mean"), device=("device", "first"))
     ref = ref[(ref["scope"] != "device") | ref["device"].isin(set(now["device"]))]
-    measured_elsewhere = set(map(tuple, reference.loc[reference.get("scope", "any") == "device", KEY].to_numpy()))
+    measured_elsewhere = set(map(tuple, reference.loc[reference["scope"] == "device", KEY].to_numpy()))
     merged = ref[KEY + ["match", "value"]].merge(now[KEY + ["match", "device", "value"]], on=KEY + ["match"],
                                                  how="outer", suffixes=("_ref", "_now"), indicator=True)
     rows = []
@@ -184,11 +183,13 @@ def format_table(table: pd.DataFrame) -> str:
     return table[TABLE_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
-def read_reference(path: Path) -> pd.DataFrame:
-    """A reference CSV; a file written before device scopes existed counts every row as portable."""
+def read_reference(path: Path, gates: list[dict]) -> pd.DataFrame:
+    """A reference CSV. A file written before device scopes existed takes each row's scope from the current
+    gates; its device-bound rows name no device, so no run can match them (they are another machine's)."""
     reference = with_blank_keys(pd.read_csv(path, keep_default_na=False, na_values=[""]))
     if "scope" not in reference:
-        reference["scope"] = "any"
+        reference["scope"] = ["device" if device_bound(gate_for(r, gates)) else "any"
+                              for _, r in reference.iterrows()]
     return reference
 
 
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     gates = get(params, "check.gates")
     current = current_numbers(results, profile)
 
-    old = read_reference(ref_path) if ref_path.is_file() else None
+    old = read_reference(ref_path, gates) if ref_path.is_file() else None
     if args.update_reference:
         reference = updated_reference(old, current, gates, environment()["git"]["sha"])
         if reference.empty:

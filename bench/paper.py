@@ -1,7 +1,7 @@
 """Published numbers (mIoU, %) that the report puts next to ours.
 
 Sources: WeakCLIP, Zhu et al., IJCV 133 (2025) 1085–1105 and its public release, and the papers of
-the baselines, as collected in the project's spec (spec/weakclip.md, spec/baselines.md). Rows
+the baselines, as collected in the project's docs (docs/method.md, docs/baselines.md). Rows
 marked `caveat` come from the paper's text as reported by others. Each row says which split it is
 on, so a reader never compares train with train_aug or val with test.
 """
@@ -11,7 +11,7 @@ import pandas as pd
 
 # (table, method key, method label, split, metric, value, caveat)
 _PUBLISHED = [
-    # Pseudo masks on VOC 2012 train (seeds -> refined), spec/baselines.md "Anchor numbers".
+    # Pseudo masks on VOC 2012 train (seeds -> refined), docs/baselines.md "Published anchor numbers".
     ("pseudo_voc", "cam", "CAM (ResNet-50)", "train", "seed_miou", 48.3, ""),
     ("pseudo_voc", "random_walk", "IRN (ResNet-50)", "train", "pseudo_miou", 66.5, ""),
     ("pseudo_voc", "affinitynet", "AffinityNet (ResNet-38)", "train", "pseudo_miou", 59.7, "range 58.1–61.0"),

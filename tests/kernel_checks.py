@@ -1,6 +1,6 @@
 """Shared checks for the co-attention kernel tests (CPU interpreter and GPU).
 
-Tolerance (STYLE.md item 4): for every output and gradient, the kernel's max abs error against a float64
+Tolerance (as in flash-attention): for every output and gradient, the kernel's max abs error against a float64
 reference must be at most twice PyTorch's own error in the same dtype plus atol, where atol is a per-dtype
 fraction of the reference tensor's largest magnitude plus a floor of about one ulp at magnitude 1 times
 sqrt(N/256) (for gradients that are exactly zero, e.g. K = 1, where the kernel's flash-style rowsum(dO∘O)

@@ -36,7 +36,7 @@ def test_tiny_clip_contract(caa, grad_at, pool):
 
 
 def test_gradient_is_zero_after_the_last_block_with_cls_pooling():
-    """Why the gradient is taken at the last block's input (ENV.md): with class-token pooling, the final
+    """Why the gradient is taken at the last block's input (docs/baselines.md): with CLS pooling, the final
     patch tokens do not reach the embedding."""
     from baselines.clip_dense import dense_forward, load_clip, preprocess
 

@@ -243,3 +243,17 @@ def test_a_device_bound_number_without_any_reference_is_new(tmp_path, capsys):
     assert check.main(args) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if "train_images_per_s" in ln)
     assert line.rstrip().endswith("new")
+
+
+def test_a_reference_from_before_device_scopes_holds_its_speeds_for_an_unknown_device(tmp_path, capsys):
+    params, results = tmp_path / "params.yaml", tmp_path / "results"
+    _params(params, DEVICE_GATES)
+    _write_speeds(results, speed=8.0, ratio=1.0)
+    (results / "reference").mkdir()
+    (results / "reference" / "unit.csv").write_text(  # the old format: no device, no scope
+        "stage,method,split,metric,config,value,kind,tolerance,better,git_sha\n"
+        "pseudo_mask,weakclip,train,miou,,0.5,abs,0.02,higher,abc\n"
+        "profile,weakclip,,train_images_per_s,bf16,60.0,ratio,0.5,higher,abc\n")
+    assert check.main(["--params", str(params), "--results", str(results)]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "train_images_per_s" in ln)
+    assert "other device: not gated" in line

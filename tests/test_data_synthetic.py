@@ -19,7 +19,7 @@ from bench.data.synthetic import band_radius, generate, render_image
 from bench.data.synthetic_shapes import SIGNATURES
 
 REPO = Path(__file__).resolve().parents[1]
-COUNTS = {"train": 8, "val": 5, "pretrain": 10}
+COUNTS = {"train": 8, "val": 5, "pretrain": 10, "dev": 4, "dev_val": 3}
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
@@ -51,6 +51,10 @@ def test_cli_run_is_byte_identical_to_api_run(tree, tmp_path):
         "5",
         "--pretrain",
         "10",
+        "--dev",
+        "4",
+        "--dev-val",
+        "3",
         "--size",
         "64",
         "--seed",
@@ -165,3 +169,19 @@ def test_signatures_are_unique_and_colour_alone_is_weak():
         hi = np.array([np.percentile(x[y == c, channel], 90) for c in present])
         overlapping = ((lo[:, None] < hi[None]) & (lo[None] < hi[:, None])).sum(axis=1) - 1
         assert overlapping.min() >= 5  # every class's 10-90% range overlaps at least 5 other classes'
+
+
+def test_the_tuning_splits_are_their_own_draws_and_leave_the_others_unchanged(tree, tmp_path):
+    """dev/dev_val come from their own streams: generating them changes no train/val/pretrain byte, and no
+    dev image repeats a train image."""
+    without = tmp_path / "without_dev"
+    generate(without, train=8, val=5, pretrain=10, size=64, seed=3, progress=False)
+    with_dev, plain = _tree_hashes(tree), _tree_hashes(without)
+    shared = {k: v for k, v in with_dev.items() if not Path(k).name.startswith("dev")
+              and k not in ("meta.json", "cls_labels.json")}
+    assert shared == {k: v for k, v in plain.items() if k in shared}
+    assert not (without / "ImageSets" / "Segmentation" / "dev.txt").exists()
+    dev_ids = (tree / "ImageSets" / "Segmentation" / "dev.txt").read_text().split()
+    assert dev_ids == [f"dev_{i:06d}" for i in range(4)]
+    train_pixels = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (tree / "JPEGImages").glob("train_*.jpg")}
+    assert not train_pixels & {hashlib.sha256(p.read_bytes()).hexdigest() for p in (tree / "JPEGImages").glob("dev*.jpg")}

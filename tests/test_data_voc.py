@@ -108,16 +108,24 @@ def test_mask_dir_override_keeps_gt_labels(tiny_voc_root, tmp_path):
     assert rel.mask_dir == tiny_voc_root / "SegmentationClass"
 
 
-def test_segmentation_class_aug_preferred_and_list_formats(make_voc_tree, tmp_path):
-    root = make_voc_tree(tmp_path / "v", {"train": ["x_0"]})
+def test_official_masks_are_the_ground_truth_and_sbd_masks_give_labels(make_voc_tree, tmp_path):
+    """Scores use SegmentationClass wherever it exists; SBD's coarser SegmentationClassAug only supplies the
+    labels of images the official masks do not cover (train_aug), or the ground truth when asked by name."""
+    root = make_voc_tree(tmp_path / "v", {"train": ["x_0"]})  # SegmentationClass/x_0.png from the fixture
+    official = VOCDataset(root, "train")[0]["mask"]
     (root / "SegmentationClassAug").mkdir()
-    save_mask(root / "SegmentationClassAug" / "x_0.png", np.full((24, 32), 5, np.uint8))
+    for image_id, cls in (("x_0", 5), ("y_0", 9)):  # y_0: a train_aug image without an official mask
+        save_mask(root / "SegmentationClassAug" / f"{image_id}.png", np.full((24, 32), cls, np.uint8))
     aug_list = root / "ImageSets" / "SegmentationAug" / "train_aug.txt"
     aug_list.parent.mkdir(parents=True)
     aug_list.write_text("/JPEGImages/x_0.jpg /SegmentationClassAug/x_0.png\n")
-    ds = VOCDataset(root, "train_aug")
-    assert ds.ids == ["x_0"] and ds.mask_dir.name == "SegmentationClassAug" and (ds[0]["mask"] == 5).all()
     assert read_id_list(aug_list) == ["x_0"]
+    scored = VOCDataset(root, "train")
+    assert scored.gt_mask_dir.name == "SegmentationClass" and (scored[0]["mask"] == official).all()
+    fit = VOCDataset(root, "train_aug", with_masks=False, label_masks="SegmentationClassAug")
+    assert fit.ids == ["x_0"] and np.flatnonzero(fit.labels("x_0")).tolist() == [4]  # class 5 -> index 4
+    aug = VOCDataset(root, "train_aug", gt_masks="SegmentationClassAug")
+    assert aug.mask_dir.name == "SegmentationClassAug" and (aug[0]["mask"] == 5).all()
 
 
 def test_missing_files_are_clear_errors(tiny_voc_root, tmp_path):
@@ -173,7 +181,7 @@ def test_build_dataset_never_falls_back(tmp_path, tiny_voc_root):
             "kind": "voc",
             "root": str(tiny_voc_root),
             "name": "voc-mini",
-            "train_split": "train",
+            "fit_split": "train",
             "synthetic": {"size": 64},
         },
         "train",

@@ -28,7 +28,7 @@ class CRFParams:
         return asdict(self)
 
 
-# Gaussian sxy/compat, bilateral sxy/srgb/compat (spec/baselines.md, spec/weakclip.md).
+# Gaussian sxy/compat, bilateral sxy/srgb/compat (docs/baselines.md, docs/method.md).
 CRF_PRESETS: dict[str, CRFParams] = {
     "psa": CRFParams(3, 3, 80, 13, 10),
     "deeplab": CRFParams(1, 3, 67, 3, 4),

@@ -1,4 +1,4 @@
-"""Pseudo-mask inference (spec/weakclip.md "Pseudo-mask inference").
+"""Pseudo-mask inference (docs/method.md "Pseudo-mask inference").
 
 predict_probs: resize the short side to `short_side`, then for every scale ratio (and its
 horizontal flip) slide a window over the scaled image, average the window logits where windows

@@ -2,7 +2,7 @@
 
 The loop knows nothing about WeakCLIP: `model(batch["image"])` must return a dict of outputs
 and `loss_fn(outputs, batch)` a dict of scalar loss terms with a "total". The WeakCLIP recipe
-(spec/weakclip.md "Training") is the default TrainConfig: AdamW lr 1e-4, weight decay 3e-5,
+(docs/method.md "Training recipe") is the default TrainConfig: AdamW lr 1e-4, weight decay 3e-5,
 cosine to 1e-6 with 1,500 linear warm-up iterations, seed 504; parameter groups whose rate is 0
 (the CLIP towers) are frozen.
 

@@ -4,9 +4,11 @@
     build_dataset({"kind": "coco", "root": "/data/coco", "label_space": "coco91"}, "val")
     build_dataset({"kind": "synthetic", "root": "data/synthetic"}, "train")
 
-Optional keys: "mask_dir" (masks to use instead of the ground truth, e.g. pseudo masks), "cls_labels"
-(image-level label file), "with_masks" (default True), "name" (overrides the dataset's name, e.g. "voc-mini").
-Other keys (a profile's whole `data:` section: train_split, synthetic, ...) are ignored. A relative root is
+Optional keys: "mask_dir" (masks to use instead of the ground truth, e.g. pseudo masks), "gt_masks" (the
+ground-truth folder under root: scores are computed against it), "label_masks" (the folder image-level labels
+come from when the label file lacks an image), "cls_labels" (image-level label file), "with_masks" (default
+True), "name" (overrides the dataset's name, e.g. "voc-mini"). Other keys (a profile's whole `data:` section:
+fit_split, synthetic, ...) are ignored. A relative root is
 taken relative to the repository (params.yaml paths are repo-relative). A missing root is an error saying
 what to download and where to put it; there is no fallback to synthetic.
 """
@@ -48,6 +50,8 @@ def build_dataset(cfg: dict, split: str) -> SegDataset:
         "mask_dir": cfg.get("mask_dir"),
         "cls_labels": cfg.get("cls_labels"),
         "with_masks": cfg.get("with_masks", True),
+        "gt_masks": cfg.get("gt_masks"),
+        "label_masks": cfg.get("label_masks"),
     }
     if kind == "coco":
         if "label_space" not in cfg:

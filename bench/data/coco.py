@@ -217,6 +217,8 @@ class COCODataset(VOCDataset):
         cls_labels=None,
         with_masks: bool = True,
         year: int = 2014,
+        gt_masks: str | None = None,
+        label_masks: str | None = None,
     ):
         _check_space(label_space)
         root = Path(root)
@@ -233,6 +235,8 @@ class COCODataset(VOCDataset):
             with_masks=with_masks,
             class_names=class_names(label_space),
             name=label_space,
+            gt_masks=gt_masks,
+            label_masks=label_masks,
         )
 
     def _find_list(self, split: str) -> Path:
@@ -252,7 +256,7 @@ class COCODataset(VOCDataset):
         return self.root / "JPEGImages" / self.subdir
 
     def _default_mask_dir(self) -> Path | None:
-        path = self.root / "SegmentationClass" / self.subdir
+        path = self.root / (self.gt_masks or "SegmentationClass") / self.subdir
         return path if path.is_dir() else None
 
     def load_mask(self, image_id: str) -> np.ndarray:

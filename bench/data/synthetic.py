@@ -1,16 +1,22 @@
 """Synthetic VOC-format dataset: the 20 VOC class names drawn as textured shapes on cluttered backgrounds.
 
-    python -m bench.data.synthetic --out DIR --train N --val M --pretrain P --size S --seed K
+    python -m bench.data.synthetic --out DIR --train N --val M --pretrain P [--dev D --dev-val E] --size S --seed K
 
 writes DIR/JPEGImages/<id>.jpg, DIR/SegmentationClass/<id>.png (VOC palette; 0-20, 255 = ignore band along
-object borders), DIR/ImageSets/Segmentation/{train,val,pretrain}.txt, DIR/cls_labels.json (voc-mini format),
-DIR/captions.json ({id: caption} for the pretrain split) and DIR/meta.json (parameters + version).
+object borders), DIR/ImageSets/Segmentation/{train,val,pretrain,dev,dev_val}.txt, DIR/cls_labels.json
+(voc-mini format), DIR/captions.json ({id: caption} for the pretrain split) and DIR/meta.json (parameters +
+version).
+
+`dev` and `dev_val` are the tuning splits: every setting of the synthetic profiles that was chosen by looking
+at scores is chosen on them (dev plays train: masks are made and scored there; dev_val plays val for stage 3),
+so that train and val are scored once, with the settings already fixed (bench/tune.py).
 
 Each image has 1-4 objects (occluding each other, cut by the border, 18-35% of the side in radius) over a
 smooth random colour field with a faint grating, distractor blobs and lines (some blobs in front of the
 objects, labelled background). Class signatures are in synthetic_shapes.py. Every image is drawn from its
-own generator seeded by (seed, split, index), so output is deterministic and byte-identical for the same
-arguments (fixed JPEG settings, no timestamps).
+own generator seeded by (seed, split, index): the splits are disjoint streams, adding a split or changing
+one's size leaves the others' images unchanged, and output is byte-identical for the same arguments (fixed
+JPEG settings, no timestamps).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from bench.data.voc import VOC_CLASSES
 from weakclip.io import IGNORE_INDEX, atomic_path, save_mask, write_json, write_text
 
 GENERATOR_VERSION = 2  # 2: larger objects, narrower hue windows (learnable by CPU-sized models)
-SPLITS = ("train", "val", "pretrain")
+SPLITS = ("train", "val", "pretrain", "dev", "dev_val")  # the position is the split's stream code
 JPEG_SETTINGS = {"quality": 92, "subsampling": 0, "optimize": False}
 N_OBJECTS_P = (0.3, 0.35, 0.22, 0.13)  # probability of 1, 2, 3, 4 objects
 MIN_VISIBLE = (
@@ -180,18 +186,21 @@ def caption(rng: np.random.Generator, labels: list[int]) -> str:
 
 
 def generate(
-    out, train: int, val: int, pretrain: int, size: int = 64, seed: int = 0, progress: bool = True
+    out, train: int, val: int, pretrain: int, size: int = 64, seed: int = 0, progress: bool = True,
+    dev: int = 0, dev_val: int = 0,
 ) -> dict:
     """Write the dataset tree under `out`; returns the meta dict (also written to out/meta.json)."""
     if size < 32:
         raise ValueError(f"--size must be at least 32 px, got {size}")
     out = Path(out)
     _clear_previous(out)
-    counts = {"train": train, "val": val, "pretrain": pretrain}
+    counts = {"train": train, "val": val, "pretrain": pretrain, "dev": dev, "dev_val": dev_val}
     images, captions = {}, {}
     total = sum(counts.values())
     with tqdm(total=total, desc=f"synthetic {size}px", disable=not progress, unit="img") as bar:
         for split_code, split in enumerate(SPLITS):
+            if split.startswith("dev") and not counts[split]:
+                continue  # the tuning splits are optional
             ids = [f"{split}_{i:06d}" for i in range(counts[split])]
             for i, image_id in enumerate(ids):
                 rng = np.random.default_rng([seed, split_code, i])
@@ -209,7 +218,7 @@ def generate(
     meta = {
         "generator": "bench.data.synthetic",
         "version": GENERATOR_VERSION,
-        "params": {"train": train, "val": val, "pretrain": pretrain, "size": size, "seed": seed},
+        "params": {**counts, "size": size, "seed": seed},
         "band_radius": band_radius(size),
         "jpeg": JPEG_SETTINGS,
         "classes": VOC_CLASSES,
@@ -251,16 +260,19 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--pretrain", type=int, default=0, help="number of CLIP pre-training images (captioned)"
     )
+    parser.add_argument("--dev", type=int, default=0, help="number of tuning images (plays train when tuning)")
+    parser.add_argument("--dev-val", type=int, default=0, help="number of tuning images that play val")
     parser.add_argument("--size", type=int, default=64, help="square image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    for key in ("train", "val", "pretrain"):
+    for key in ("train", "val", "pretrain", "dev", "dev_val"):
         if getattr(args, key) < 0:
             parser.error(f"--{key} must be >= 0")
     try:
         generate(
-            args.out, args.train, args.val, args.pretrain, args.size, args.seed, progress=not args.no_progress
+            args.out, args.train, args.val, args.pretrain, args.size, args.seed, progress=not args.no_progress,
+            dev=args.dev, dev_val=args.dev_val,
         )
     except (ValueError, FileExistsError) as exc:
         parser.error(str(exc))

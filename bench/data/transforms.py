@@ -1,6 +1,6 @@
 """Training augmentations (WeakCLIP's recipe, as in mmsegmentation's VOC pipeline) and the eval transform.
 
-Training (spec/weakclip.md): random keep-ratio resize to (2048, 512) x U(0.5, 2.0); random crop of
+Training (docs/method.md): random keep-ratio resize to (2048, 512) x U(0.5, 2.0); random crop of
 crop_size in which no class covers more than 75% of the labelled pixels (up to 10 tries); horizontal flip;
 photometric distortion (brightness, contrast, saturation, hue); ImageNet mean/std normalisation; pad the
 normalised image with 0 and the mask with 255 up to crop_size. `base_size` is a parameter so the synthetic

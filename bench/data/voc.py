@@ -1,13 +1,17 @@
 """PASCAL VOC 2012 (+ SBD's SegmentationClassAug) in its standard folder layout.
 
     root/JPEGImages/<id>.jpg
-    root/SegmentationClass/<id>.png       official masks (train + val, 2,913 images)
-    root/SegmentationClassAug/<id>.png    SBD-augmented masks (train_aug + val, 12,031), used when present
+    root/SegmentationClass/<id>.png       official masks (train + val, 2,913 images): the ground truth
+    root/SegmentationClassAug/<id>.png    SBD-augmented masks (train_aug + val, 12,031): coarser; where the
+                                          image-level labels of train_aug images come from
     root/ImageSets/Segmentation/{train,train_aug,val}.txt   (ImageSets/SegmentationAug/ is also searched)
     root/cls_labels.json (or .npy, or ../cls_labels.json)   optional image-level labels
 
-Image-level labels come from the label file when there is one, otherwise from the ground-truth masks
-(never from a `mask_dir` override: pseudo masks are training targets, not weak labels).
+Ground truth (`gt_masks`, default SegmentationClass, else SegmentationClassAug when only that exists) is what
+every score is computed against: the official masks wherever they exist (docs/protocol.md). Image-level labels
+come from the label file when there is one, else from the `label_masks` folder when given (SBD's masks for
+train_aug), else from the ground truth; never from a `mask_dir` override (pseudo masks are training targets,
+not weak labels).
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class VOCDataset(SegDataset):
             e.g. pseudo masks to train on.
         cls_labels: a label file path, or a {id: multi-hot} dict; default: searched next to root.
         with_masks: False for splits without masks (items then have mask=None).
+        gt_masks: the ground-truth folder under root (default: SegmentationClass, else SegmentationClassAug).
+        label_masks: a folder under root to read image-level labels from when the label file lacks an id.
     """
 
     def __init__(
@@ -77,8 +83,11 @@ class VOCDataset(SegDataset):
         class_names: list[str] | None = None,
         name: str = "voc",
         image_ext: str = ".jpg",
+        gt_masks: str | None = None,
+        label_masks: str | None = None,
     ):
         self.root = Path(root)
+        self.gt_masks, self.label_masks = gt_masks, label_masks
         if not self.root.is_dir():
             raise FileNotFoundError(f"VOC dataset root not found: {self.root} ({VOC_DOWNLOAD_HINT})")
         self.split = split
@@ -109,14 +118,18 @@ class VOCDataset(SegDataset):
         if image_id in self._file_labels:
             return self._file_labels[image_id]
         if image_id not in self._labels:
-            if self.gt_mask_dir is None:
+            source = self.label_mask_dir or self.gt_mask_dir
+            if source is None:
                 raise FileNotFoundError(
                     f"no image-level labels for {image_id!r}: it is not in the label file and {self.root} "
-                    "has no ground-truth masks to derive them from"
+                    "has no masks to derive them from"
                 )
-            gt = load_mask(self.gt_mask_dir / f"{image_id}.png")
-            self._labels[image_id] = labels_from_mask(gt, self.num_classes)
+            self._labels[image_id] = labels_from_mask(load_mask(source / f"{image_id}.png"), self.num_classes)
         return self._labels[image_id]
+
+    @property
+    def label_mask_dir(self) -> Path | None:
+        return self.root / self.label_masks if self.label_masks else None
 
     # ---- construction helpers -----------------------------------------------------------------
     def _find_list(self, split: str) -> Path:
@@ -134,7 +147,9 @@ class VOCDataset(SegDataset):
         return self.root / "JPEGImages"
 
     def _default_mask_dir(self) -> Path | None:
-        for sub in ("SegmentationClassAug", "SegmentationClass"):
+        if self.gt_masks:
+            return self.root / self.gt_masks
+        for sub in ("SegmentationClass", "SegmentationClassAug"):  # the official masks first
             if (self.root / sub).is_dir():
                 return self.root / sub
         return None

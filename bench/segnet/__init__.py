@@ -1,4 +1,4 @@
-"""Stage 3: DeepLab-LargeFOV trained on pseudo masks, evaluated on val (spec/weakclip.md)."""
+"""Stage 3: DeepLab-LargeFOV trained on pseudo masks, evaluated on val (docs/method.md)."""
 
 from bench.segnet.model import SegNetConfig, build_segnet, load_segnet
 from bench.segnet.predict import predict_folder, predict_segnet

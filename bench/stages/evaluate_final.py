@@ -8,20 +8,19 @@ import sys
 
 import numpy as np
 
-from ..data import build_dataset
 from ..metrics import evaluate_masks
 from ..results import make_row, write_metrics, write_rows
 from ..segnet import load_segnet, predict_folder
 from .common import DATA, RESULTS, Stage, fresh_dir, publish_dir, run_stage
 from .parallel import in_worker, report_progress, run_jobs
+from .splits import protocol_dataset, scored_row_fields
 from .train_seg import method_masks
 
 
 def evaluate_one(stage: Stage, method: str, seed: int) -> tuple[str, list[dict], float]:
     """Predict val with one stage-3 model and score it: (method name, result rows, mIoU)."""
-    split = stage.data_cfg["val_split"]
-    ds = build_dataset(stage.data_cfg, split)
-    gt_dir = ds.mask_path(ds.ids[0]).parent
+    ds = protocol_dataset(stage, "val")
+    gt_dir = ds.gt_mask_dir
     name, _ = method_masks(stage, method, seed)
     model, cfg = load_segnet(DATA / "segnet" / method / f"s{seed}" / "model.pt")
     if in_worker():  # the jobs side by side already fill the cores: one CRF process each
@@ -32,8 +31,8 @@ def evaluate_one(stage: Stage, method: str, seed: int) -> tuple[str, list[dict],
     publish_dir(work, final)
     res = evaluate_masks(final, gt_dir, ds.ids, ds.num_classes,
                          exclude_classes=getattr(ds, "unused_classes", ()), class_names=ds.class_names)
-    common = {"profile": stage.profile, "dataset": ds.name, "method": name, "stage": "final",
-              "split": split, "seed": seed, "backbone": cfg.backbone}
+    common = {"profile": stage.profile, "dataset": ds.name, "method": name, "stage": "final", "seed": seed,
+              "backbone": cfg.backbone, **scored_row_fields(stage, "val", ds)}
     rows = [make_row(metric="miou", value=res["miou"], **common)]
     for cls, iou in zip(ds.class_names, res["iou"]):
         rows.append(make_row(metric=f"iou:{cls}", value=iou, **common))
@@ -43,7 +42,7 @@ def evaluate_one(stage: Stage, method: str, seed: int) -> tuple[str, list[dict],
 def main() -> int:
     with run_stage("evaluate_final") as stage:
         jobs = [(stage, method, seed) for method in stage.get("segnet.methods") for seed in stage.get("run_seeds")]
-        n_val = len(build_dataset(stage.data_cfg, stage.data_cfg["val_split"]))
+        n_val = len(protocol_dataset(stage, "val"))
         results = run_jobs(evaluate_one, jobs, stage.get("parallel", None), "evaluate_final", len(jobs) * n_val)
         rows, summary = [], {}
         for name, job_rows, miou in results:

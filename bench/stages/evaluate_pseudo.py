@@ -1,4 +1,4 @@
-"""Stage `evaluate_pseudo`: score every method's pseudo masks on the training split, one evaluator.
+"""Stage `evaluate_pseudo`: score every method's pseudo masks on the score split, one evaluator.
 
 Methods: the seed masks of every seed source (`seeds:<source>`), every refiner on the main seeds,
 WeakCLIP for each fidelity and run seed (`weakclip[<variant>]`), and the ablation steps
@@ -17,10 +17,10 @@ import numpy as np
 from weakclip.io import load_mask
 
 from .. import plots
-from ..data import build_dataset
 from ..metrics import evaluate_masks, iter_cams, threshold_sweep
 from ..results import make_row, write_metrics, write_rows
 from .common import DATA, RESULTS, Stage, rel, run_stage
+from .splits import check_score_within_fit, protocol_dataset, scored_row_fields
 
 
 def method_dirs(stage: Stage) -> list[tuple[str, Path, int | None]]:
@@ -36,12 +36,12 @@ def method_dirs(stage: Stage) -> list[tuple[str, Path, int | None]]:
 def score_methods(stage: Stage, ds, gt_dir: Path) -> tuple[list[dict], dict]:
     rows, summary = [], {}
     pred_ignore = stage.get("evaluate.pred_ignore")
-    split = stage.data_cfg["train_split"]
+    scored = scored_row_fields(stage, "score", ds)
     for method, folder, seed in method_dirs(stage):
         res = evaluate_masks(folder, gt_dir, ds.ids, ds.num_classes, pred_ignore=pred_ignore,
                              exclude_classes=getattr(ds, "unused_classes", ()), class_names=ds.class_names)
         common = {"profile": stage.profile, "dataset": ds.name, "method": method, "stage": "pseudo_mask",
-                  "split": split, "seed": seed, "pred_ignore": pred_ignore, "masks": rel(folder)}
+                  "seed": seed, "pred_ignore": pred_ignore, "masks": rel(folder), **scored}
         rows.append(make_row(metric="miou", value=res["miou"], **common))
         rows.append(make_row(metric="coverage", value=res["coverage"], **common))
         for name, iou in zip(ds.class_names, res["iou"]):
@@ -57,9 +57,10 @@ def sweep_rows(stage: Stage, ds, gt_dir: Path) -> list[dict]:
                             stage.get("evaluate.sweep_thresholds"), chosen, ds.num_classes,
                             pred_ignore=stage.get("evaluate.pred_ignore"),
                             exclude_classes=getattr(ds, "unused_classes", ()))
-    return [make_row(stage.profile, ds.name, f"seeds:{source}", "threshold_sweep", stage.data_cfg["train_split"],
+    scored = scored_row_fields(stage, "score", ds)
+    return [make_row(stage.profile, ds.name, f"seeds:{source}", "threshold_sweep", scored.pop("split"),
                      "miou", point["miou"], threshold=point["threshold"], chosen_threshold=chosen,
-                     oracle_threshold=sweep["oracle_threshold"]) for point in sweep["sweep"]]
+                     oracle_threshold=sweep["oracle_threshold"], **scored) for point in sweep["sweep"]]
 
 
 def qualitative(stage: Stage, ds, n: int) -> Path:
@@ -78,8 +79,9 @@ def qualitative(stage: Stage, ds, n: int) -> Path:
 
 def main() -> int:
     with run_stage("evaluate_pseudo") as stage:
-        ds = build_dataset(stage.data_cfg, stage.data_cfg["train_split"])
-        gt_dir = ds.mask_path(ds.ids[0]).parent
+        ds = protocol_dataset(stage, "score")
+        check_score_within_fit(stage, protocol_dataset(stage, "fit").ids, ds.ids)
+        gt_dir = ds.gt_mask_dir
         rows, summary = score_methods(stage, ds, gt_dir)
         write_rows(RESULTS / "metrics" / "pseudo_masks.csv", rows)
         write_rows(RESULTS / "metrics" / "threshold_sweep.csv", sweep_rows(stage, ds, gt_dir))

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from weakclip.io import write_json
 
-from ..data import build_dataset
 from ..results import write_metrics
 from .common import DATA, REPO_ROOT, RESULTS, Stage, run_stage
+from .splits import ROLES, check_score_within_fit, protocol_dataset
 
 PREPARED = DATA / "prepared"
 
@@ -28,7 +28,8 @@ def generate_synthetic(out: Path, cfg: dict) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     synthetic_main(["--out", str(tmp), "--train", str(cfg["train"]), "--val", str(cfg["val"]),
-                    "--pretrain", str(cfg["pretrain"]), "--size", str(cfg["size"]), "--seed", str(cfg["seed"])])
+                    "--pretrain", str(cfg["pretrain"]), "--dev", str(cfg.get("dev", 0)),
+                    "--dev-val", str(cfg.get("dev_val", 0)), "--size", str(cfg["size"]), "--seed", str(cfg["seed"])])
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)  # the dataset appears whole or not at all
@@ -43,10 +44,13 @@ def prepare(stage: Stage) -> dict:
     root = REPO_ROOT / data["root"]
     if data["kind"] == "synthetic":
         generate_synthetic(root, data["synthetic"])
-    splits = {}
-    for split in (data["train_split"], data["val_split"]):
-        ds = build_dataset(data, split)  # a missing real dataset fails here with what to download
-        splits[split] = {"n_images": len(ds), "ids_sha256_16": list_digest(ds.ids)}
+    splits, ids = {}, {}
+    for role in ROLES:  # a missing real dataset fails here with what to download
+        ds = protocol_dataset(stage, role)
+        ids[role] = ds.ids
+        splits[role] = {"split": ds.split, "n_images": len(ds), "ids_sha256_16": list_digest(ds.ids),
+                        "ground_truth": None if role == "fit" else str(ds.gt_mask_dir)}
+    check_score_within_fit(stage, ids["fit"], ids["score"])
     manifest = {"profile": stage.profile, "dataset": ds.name, "kind": data["kind"], "root": str(root),
                 "num_classes": ds.num_classes, "class_names": ds.class_names, "splits": splits}
     write_json(PREPARED / "manifest.json", manifest)
@@ -57,7 +61,7 @@ def main() -> int:
     with run_stage("prepare") as stage:
         manifest = prepare(stage)
         write_metrics(RESULTS / "metrics" / "prepare.json", stage.profile,
-                      {s: v["n_images"] for s, v in manifest["splits"].items()})
+                      {f"{role}:{v['split']}": v["n_images"] for role, v in manifest["splits"].items()})
     return 0
 
 

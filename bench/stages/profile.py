@@ -32,7 +32,7 @@ from ..results import make_row, write_rows
 from ..step_harness import StepConfig, measure_configs
 from .common import REPO_ROOT, RESULTS, run_stage
 
-VOC_SCHEDULE_IMAGES = 20_000 * 16  # 20k iterations x batch 16 (spec/weakclip.md)
+VOC_SCHEDULE_IMAGES = 20_000 * 16  # 20k iterations x batch 16 (docs/method.md)
 VOC_RECIPE_SHAPE = ("ViT-B-16", 16, 512)  # (CLIP arch, batch, crop side) of the VOC recipe's training step
 
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         section = dict(stage.get("weakclip.model"))
         section.update(arch=stage.get("clip.arch"), weights=str(REPO_ROOT / stage.get("clip.weights")))
         cfg = WeakCLIPConfig.from_dict(section)
-        names = build_dataset(stage.data_cfg, stage.data_cfg["train_split"]).class_names
+        names = build_dataset({**stage.data_cfg, "with_masks": False}, stage.data_cfg["fit_split"]).class_names
         rows = throughput_rows(stage.profile, stage.dataset_name, cfg, names, perf, device,
                                profile_configs(perf, device))
         rows += parameter_rows(stage.profile, stage.dataset_name, cfg, names)

@@ -1,4 +1,4 @@
-"""Stage `pseudo_masks@<variant>-<seed>`: WeakCLIP's pseudo masks on the training split.
+"""Stage `pseudo_masks@<variant>`: WeakCLIP's pseudo masks for every image of the fit split.
 
     python -m bench.stages.pseudo_masks release|paper
 
@@ -15,14 +15,14 @@ from weakclip.io import write_json
 from weakclip.model import WeakCLIP
 from weakclip.train import load_model_weights
 
-from ..data import build_dataset
 from ..params import to_config
 from .common import DATA, Stage, foreach_main, fresh_dir, publish_dir
+from .splits import protocol_dataset
 from .train_weakclip import model_config
 
 
 def infer_variant(stage: Stage, variant: str, model_dir: Path, out: Path, ablation_fidelity: str | None = None) -> dict:
-    ds = build_dataset(stage.data_cfg, stage.data_cfg["train_split"])
+    ds = protocol_dataset(stage, "fit")
     model = WeakCLIP(model_config(stage, variant, ablation_fidelity), ds.class_names)
     load_model_weights(model, model_dir / "model.pt")
     cfg = to_config(InferConfig, stage.get("weakclip.infer"), mean=model.cfg.image_mean, std=model.cfg.image_std)

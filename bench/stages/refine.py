@@ -3,7 +3,7 @@
     python -m bench.stages.refine threshold|crf|caa|par|random_walk
 
 Writes data/refined/<refiner>/masks/<id>.png (255 where the refiner is unsure). Trained refiners
-(random_walk) fit on the training images and the seeds first. Every refiner gets the same seeds.
+(random_walk) fit on the fit split's images and seeds first; every fit image gets a mask. Every refiner gets the same seeds.
 """
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import sys
 from baselines import REFINERS, TRAINERS, refine_folder
 from weakclip.io import write_json
 
-from ..data import build_dataset
 from .common import DATA, REPO_ROOT, Stage, foreach_main, fresh_dir, publish_dir, seed_everything
+from .splits import protocol_dataset
 
 
 def run(stage: Stage, refiner: str) -> dict:
     if refiner not in REFINERS:
         raise SystemExit(f"unknown refiner {refiner!r}; known: {sorted(REFINERS)}")
     seed_everything(int(stage.get("seeds.seed", 0)))
-    ds = build_dataset(stage.data_cfg, stage.data_cfg["train_split"])
+    ds = protocol_dataset(stage, "fit")
     cam_dir = DATA / "seeds" / stage.get("seeds.main") / "cams"
     final = DATA / "refined" / refiner
     work = fresh_dir(final)

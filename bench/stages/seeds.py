@@ -1,4 +1,4 @@
-"""Stage `seeds@<source>`: seed CAMs and seed masks on the training split.
+"""Stage `seeds@<source>`: seed CAMs and seed masks for every image of the fit split.
 
     python -m bench.stages.seeds clip_es|cam|folder
 
@@ -19,8 +19,8 @@ from baselines import SEED_SOURCES, TRAINERS
 from baselines.common import load_cams
 from weakclip.io import save_mask, write_json
 
-from ..data import build_dataset
 from .common import DATA, REPO_ROOT, Stage, foreach_main, fresh_dir, publish_dir, seed_everything
+from .splits import protocol_dataset
 
 
 def masks_from_cams(cam_dir: Path, mask_dir: Path, ids: list[str]) -> None:
@@ -46,7 +46,7 @@ def run(stage: Stage, source: str) -> dict:
     if source not in SEED_SOURCES:
         raise SystemExit(f"unknown seed source {source!r}; known: {sorted(SEED_SOURCES)}")
     seed_everything(int(stage.get("seeds.seed", 0)))
-    ds = build_dataset(stage.data_cfg, stage.data_cfg["train_split"])
+    ds = protocol_dataset(stage, "fit")
     final = DATA / "seeds" / source
     work = fresh_dir(final)
     cfg = source_config(stage, source, ds.class_names)
@@ -57,7 +57,7 @@ def run(stage: Stage, source: str) -> dict:
         cfg = {"checkpoint": str(work / "model.pt"), **dict(cfg.get("generate", {}))}
     summary = SEED_SOURCES[source](ds, str(work / "cams"), **cfg)
     masks_from_cams(work / "cams", work / "masks", ds.ids)
-    write_json(work / "summary.json", {"source": source, "split": stage.data_cfg["train_split"], **summary})
+    write_json(work / "summary.json", {"source": source, "split": ds.split, **summary})
     publish_dir(work, final)
     return summary
 

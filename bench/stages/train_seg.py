@@ -13,11 +13,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..data import build_dataset
 from ..data.transforms import TorchSegDataset, TrainTransform
 from ..segnet import SegNetConfig, train_segnet
 from .common import DATA, REPO_ROOT, RESULTS, Stage, foreach_main, publish_dir, seed_everything
 from .parallel import in_worker, report_progress, train_per_seed
+from .splits import protocol_dataset
 
 
 def method_masks(stage: Stage, method: str, run_seed: int) -> tuple[str, Path]:
@@ -44,7 +44,7 @@ def segnet_config(stage: Stage, num_classes: int, run_seed: int) -> SegNetConfig
 def train_one(stage: Stage, method: str, run_seed: int, out: Path, log_path: Path) -> dict:
     seed_everything(run_seed)
     _, masks = method_masks(stage, method, run_seed)
-    ds = build_dataset({**stage.data_cfg, "mask_dir": str(masks)}, stage.data_cfg["train_split"])
+    ds = protocol_dataset(stage, "fit", mask_dir=masks)
     cfg = segnet_config(stage, ds.num_classes, run_seed)
     transform = TrainTransform(crop_size=cfg.crop_size, scale_range=cfg.scale_range, mean=cfg.mean, std=cfg.std,
                                **stage.get("segnet.transform"))

@@ -2,7 +2,7 @@
 
     python -m bench.stages.train_weakclip release|paper
 
-`release` and `paper` are the two fidelity modes (spec/weakclip.md: unchained vs chained decoder
+`release` and `paper` are the two fidelity modes (docs/method.md: unchained vs chained decoder
 layers, frozen vs trainable pyramid adapter). Trains once per run seed (params `run_seeds`) and writes
 data/weakclip/<variant>/s<seed>/{model.pt, train_log.jsonl, summary.json}; the training logs are
 copied to results/logs/weakclip-<variant>/ for the report.
@@ -19,11 +19,11 @@ from weakclip.losses import WeakCLIPLoss
 from weakclip.model import WeakCLIP, WeakCLIPConfig
 from weakclip.train import TrainConfig, train
 
-from ..data import build_dataset
 from ..data.transforms import TorchSegDataset, TrainTransform
 from ..params import to_config
 from .common import DATA, REPO_ROOT, RESULTS, Stage, foreach_main, publish_dir, seed_everything
 from .parallel import in_worker, report_progress, train_per_seed
+from .splits import protocol_dataset
 
 FIDELITIES = ("release", "paper")
 
@@ -50,7 +50,7 @@ def model_config(stage: Stage, variant: str, ablation_fidelity: str | None = Non
 
 def seed_mask_dataset(stage: Stage):
     masks = DATA / "seeds" / stage.get("seeds.main") / "masks"
-    return build_dataset({**stage.data_cfg, "mask_dir": str(masks)}, stage.data_cfg["train_split"])
+    return protocol_dataset(stage, "fit", mask_dir=masks)
 
 
 def train_variant(stage: Stage, variant: str, run_seed: int, out: Path, log_path: Path,
