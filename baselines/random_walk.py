@@ -126,7 +126,9 @@ class RWConfig:
     crop_size: int = 512  # training crop (IRN 512; synthetic: the image size)
     epochs: int = 3
     batch_size: int = 8
-    lr: float = 1e-3  # AdamW (the tiny net trains from scratch; AffinityNet used SGD on a pretrained backbone)
+    optimizer: str = "adamw"  # "adamw" (the tiny net trains from scratch) | "sgd" (IRN: momentum 0.9, poly)
+    lr: float = 1e-3  # IRN: SGD at 0.1 on an ImageNet-initialised ResNet-50 (irn_learning_rate)
+    momentum: float = 0.9  # sgd only (IRN's PolyOptimizer)
     weight_decay: float = 1e-4
     beta: float = 10.0  # A^beta
     exp_times: int = 8  # t = 2^exp_times = 256
@@ -137,6 +139,8 @@ class RWConfig:
 
     def __post_init__(self):
         check_geometry(self.geometry)
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"random_walk: optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
 
 
 def pair_labels(label: np.ndarray, offsets) -> tuple[np.ndarray, ...]:
@@ -204,7 +208,10 @@ def fit(dataset, cam_dir: str, cfg: dict | RWConfig, out_path: str, progress: bo
     radius = walk_radius(c.radius, c.geometry, -(-c.crop_size // STRIDE))  # pairs are drawn on the crop's map
     offsets = half_offsets(radius)
     model = AffinityNet(c.backbone, c.embed_dim, c.backbone_weights).to(dev).train()
-    opt = adamw(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    if c.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+    else:
+        opt = adamw(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     steps_per_epoch = max(1, len(data) // c.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (1 - i / (c.epochs * steps_per_epoch)) ** 0.9)
     history = []

@@ -35,6 +35,7 @@ import pandas as pd
 
 from weakclip.io import atomic_path
 
+from .claims import claims
 from .params import get, load_params
 from .provenance import REPO_ROOT, environment
 
@@ -45,14 +46,21 @@ PASSING = ("ok", "new", "not gated", OTHER_DEVICE)
 SCORE_FLOOR = 0.0  # the lowest value an "abs" (score) number can take
 
 
-def current_numbers(results_dir: Path, profile: str) -> pd.DataFrame:
-    """One row per KEY and device: the mean over run seeds, with the device that measured it."""
+def result_rows(results_dir: Path, profile: str) -> pd.DataFrame:
+    """Every result row (one per run seed) of the profile in results/metrics and results/perf."""
     files = sorted((results_dir / "metrics").glob("*.csv")) + sorted((results_dir / "perf").glob("*.csv"))
     frames = [pd.read_csv(f) for f in files]
     if not frames:
-        return pd.DataFrame(columns=KEY + ["device", "value"])
+        return pd.DataFrame(columns=KEY + ["profile", "device", "value"])
     rows = pd.concat(frames, ignore_index=True)
-    rows = rows[(rows["profile"] == profile) & rows["value"].notna()]
+    return rows[(rows["profile"] == profile) & rows["value"].notna()]
+
+
+def current_numbers(results_dir: Path, profile: str) -> pd.DataFrame:
+    """One row per KEY and device: the mean over run seeds, with the device that measured it."""
+    rows = result_rows(results_dir, profile)
+    if rows.empty:
+        return pd.DataFrame(columns=KEY + ["device", "value"])
     return with_blank_keys(rows).groupby(KEY + ["device"], as_index=False)["value"].mean()
 
 
@@ -98,14 +106,49 @@ def cannot_fail(ref: float, kind: str, tolerance: float, higher: bool) -> bool:
 
 
 REFERENCE_COLUMNS = KEY + ["device", "scope", "value", "kind", "tolerance", "better", "git_sha"]
+CLAIM = "claim"  # the stage of the reference's ordering rows (bench/claims.py)
 
 
-def updated_reference(old: pd.DataFrame | None, current: pd.DataFrame, gates: list[dict], sha: str | None
-                      ) -> pd.DataFrame:
-    """The reference after `--update-reference`: this run's gated numbers (commit `sha`), plus the
-    device-bound rows the old reference holds for other devices, with their own commits (a second host's
+def claim_rows(claims: pd.DataFrame) -> pd.DataFrame:
+    """The paper's orderings as reference rows: margin and its own tolerance (from the run-seed spread)."""
+    if claims.empty:
+        return pd.DataFrame(columns=REFERENCE_COLUMNS[:-1])
+    return pd.DataFrame({"stage": CLAIM, "method": claims["claim"], "split": "", "metric": "margin", "config": "",
+                         "device": "", "scope": "any", "value": claims["margin"], "kind": "order",
+                         "tolerance": claims["tolerance"], "better": "higher"})
+
+
+def compare_claims(reference: pd.DataFrame, claims: pd.DataFrame) -> pd.DataFrame:
+    """An ordering established in the reference (margin beyond its tolerance) must still hold (margin > 0).
+    A reference margin within its tolerance could flip by chance: reported, not gated."""
+    ref = reference[reference["stage"] == CLAIM].set_index("method")
+    now = claims.set_index("claim")["margin"] if len(claims) else pd.Series(dtype=float)
+    rows = []
+    for cid in list(ref.index) + [c for c in now.index if c not in ref.index]:
+        value_ref = float(ref.loc[cid, "value"]) if cid in ref.index else float("nan")
+        tolerance = float(ref.loc[cid, "tolerance"]) if cid in ref.index else float("nan")
+        value_now = float(now[cid]) if cid in now.index else float("nan")
+        if cid not in ref.index:
+            status = "new"
+        elif value_ref <= tolerance:
+            status = "not gated"  # within noise (or not holding) in the reference: no ordering to keep
+        elif pd.isna(value_now):
+            status = "MISSING"
+        else:
+            status = "ok" if value_now > 0 else "REGRESSED"
+        rows.append({"stage": CLAIM, "method": cid, "split": "", "metric": "margin", "config": "", "device": "",
+                     "value_ref": value_ref, "value_now": value_now, "bound": 0.0, "kind": "order",
+                     "tolerance": tolerance, "status": status})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def updated_reference(old: pd.DataFrame | None, current: pd.DataFrame, gates: list[dict], sha: str | None,
+                      claims: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The reference after `--update-reference`: this run's gated numbers and orderings (commit `sha`), plus
+    the device-bound rows the old reference holds for other devices, with their own commits (a second host's
     speeds sit beside the first's)."""
-    new = gated(current, gates).assign(git_sha=sha)
+    new = pd.concat([gated(current, gates), claim_rows(claims if claims is not None else pd.DataFrame())],
+                    ignore_index=True).assign(git_sha=sha)
     if old is None or old.empty or "scope" not in old:
         return new
     keep = old[(old["scope"] == "device") & ~old["device"].isin(set(current["device"]))]
@@ -208,10 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     ref_path = Path(args.reference) if args.reference else results / "reference" / f"{profile}.csv"
     gates = get(params, "check.gates")
     current = current_numbers(results, profile)
+    orderings = claims(result_rows(results, profile)) if get(params, "check.claims", True) else pd.DataFrame()
 
     old = read_reference(ref_path, gates) if ref_path.is_file() else None
     if args.update_reference:
-        reference = updated_reference(old, current, gates, environment()["git"]["sha"])
+        reference = updated_reference(old, current, gates, environment()["git"]["sha"], orderings)
         if reference.empty:
             print(f"no gated numbers for profile {profile!r} in {results}; run the pipeline first", file=sys.stderr)
             return 2
@@ -229,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"no reference file {ref_path} (check.require_reference is false): every gated number is new")
         reference = pd.DataFrame(columns=REFERENCE_COLUMNS)
-    table = compare(reference, current, gates)
+    table = pd.concat([compare(reference[reference["stage"] != CLAIM], current, gates),
+                       compare_claims(reference, orderings)], ignore_index=True)
     if args.out:
         with atomic_path(args.out, suffix=".csv") as tmp:
             table.to_csv(tmp, index=False)

@@ -11,26 +11,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from weakclip.io import write_text
 
 from . import plots
-from .paper import PAPER_TRAINABLE_SHARE, published
+from .claims import claims_across_profiles, claims_table
+from .compare import ablation_table, dataset_family, fmt, paper_vs_ours
+from .paper import PAPER_TRAINABLE_SHARE, RELEASE_DIFFERENCES
 from .provenance import REPO_ROOT
 from .timing import run_summary, stage_timings, summary_md, timing_table
-
-# Our method name -> the published row it reproduces (bench.paper keys).
-PAPER_KEY = {
-    "seeds:cam": "cam", "seeds:clip_es": "clip_es", "caa": "caa", "crf": "crf", "random_walk": "random_walk",
-    "weakclip[release]": "weakclip", "weakclip[paper]": "weakclip",
-    "weakclip[abl_matching]": "abl_matching", "weakclip[abl_prompt]": "abl_prompt",
-    "weakclip[abl_adapter]": "abl_adapter",
-}
-# The ablation table's last step ("full") is the paper-fidelity model trained by train_weakclip
-# (params weakclip.ablation_fidelity = paper), not a separate ablation run.
-ABLATION_KEY = {**PAPER_KEY, "weakclip[paper]": "full"}
 
 
 def load_rows(results: Path) -> pd.DataFrame:
@@ -53,16 +43,6 @@ def seed_summary(rows: pd.DataFrame, stage: str, metric: str, split: str | None 
     return grp.agg(mean="mean", std="std", n="count").reset_index()
 
 
-def fmt(mean, std=None, n=None, pct=True) -> str:
-    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
-        return "—"
-    scale = 100.0 if pct else 1.0
-    text = f"{mean * scale:.1f}"
-    if std is not None and n is not None and n > 1 and not np.isnan(std):
-        text += f" ± {std * scale:.1f}"
-    return text
-
-
 def md_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "_(no rows)_\n"
@@ -73,80 +53,18 @@ def md_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-# The dataset whose published numbers a row is set against: COCO rows against the COCO table, every
-# other profile (voc, and the synthetic stand-ins for it) against VOC's.
-def on_dataset(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    if "dataset" not in rows.columns:
-        return rows.iloc[:0] if dataset == "coco" else rows
-    is_coco = rows["dataset"].astype(str) == "coco"
-    return rows[is_coco] if dataset == "coco" else rows[~is_coco]
-
-
-# Where our number for a published metric lives: seeds and refined masks are both scored as pseudo masks.
-STAGE_OF_PUBLISHED = {"seed_miou": "pseudo_mask", "pseudo_miou": "pseudo_mask", "final_miou": "final"}
-
-
-def paper_vs_ours(rows: pd.DataFrame, table: str, dataset: str = "voc", keys: dict[str, str] = PAPER_KEY) -> pd.DataFrame:
-    """Each published row of `table` beside our runs of the same method on the same split and dataset.
-
-    A published number on a split we do not score (VOC test: evaluation server only) stays 'not run'
-    with a note, rather than being set against our number on another split."""
-    pub = published()
-    pub = pub[pub["table"] == table]
-    rows = on_dataset(rows, dataset)
-    published_col = f"published ({dataset.upper()}, %)"
-    out = []
-    for _, p in pub.iterrows():
-        matches = [m for m, key in keys.items() if key == p["method"]]
-        stage = STAGE_OF_PUBLISHED[p["metric"]]
-        ours = seed_summary(rows, stage, "miou", p["split"])
-        hits = ours[ours["method"].isin(matches)]
-        if hits.empty:
-            elsewhere = rows[(rows["stage"] == stage) & (rows["metric"] == "miou") & rows["method"].isin(matches)]
-            other_splits = sorted(set(elsewhere["split"].astype(str)))
-            note = "; ".join(filter(None, [p["caveat"], f"ours on {', '.join(other_splits)} only" if other_splits else ""]))
-            out.append({"method": p["label"], published_col: f"{p['value'] * 100:.1f}",
-                        "split": p["split"], "ours (%)": "not run", "difference (points)": "—",
-                        "profile": "—", "note": note})
-        for _, h in hits.iterrows():
-            diff = (h["mean"] - p["value"]) * 100
-            out.append({"method": f"{p['label']} ← `{h['method']}`", published_col: f"{p['value'] * 100:.1f}",
-                        "split": p["split"], "ours (%)": fmt(h["mean"], h["std"], h["n"]),
-                        "difference (points)": f"{diff:+.1f}", "profile": h["profile"], "note": p["caveat"]})
-    return pd.DataFrame(out)
-
-
-def ablation_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """The paper's ablation ladder beside ours, step by step, with each step's gain over the one before.
-
-    The paper scores each step by final VOC val mIoU; we score it by pseudo-mask mIoU on the train split
-    (stage 3 is not rerun per step). The two are different metrics, so the comparable quantity is the
-    gain of each component, not the difference between the values."""
-    pub = published()
-    pub = pub[pub["table"] == "ablation_voc"]
-    ours = seed_summary(on_dataset(rows, "voc"), "pseudo_mask", "miou", "train")
-    ours = ours.assign(step=ours["method"].map(ABLATION_KEY))
-    ours = ours[ours["step"].isin(set(pub["method"]))]
-    profiles = sorted(ours["profile"].unique()) or [None]
-
-    def gain(now: float | None, before: float | None) -> str:
-        return f"{(now - before) * 100:+.1f}" if now is not None and before is not None else "—"
-
-    out = []
-    for profile in profiles:
-        prev_pub = prev_ours = None
-        for _, p in pub.iterrows():
-            hit = ours[(ours["profile"] == profile) & (ours["step"] == p["method"])]
-            mean = float(hit["mean"].iloc[0]) if len(hit) else None
-            out.append({"step": p["label"], "published val mIoU (VOC, %)": f"{p['value'] * 100:.1f}",
-                        "published gain (points)": gain(p["value"], prev_pub),
-                        "ours: pseudo-mask mIoU, train (%)":
-                            fmt(mean, hit["std"].iloc[0], hit["n"].iloc[0]) if len(hit) else "not run",
-                        "our gain (points)": gain(mean, prev_ours),
-                        "ours from": f"`{hit['method'].iloc[0]}`" if len(hit) else "—",
-                        "profile": profile or "—"})
-            prev_pub, prev_ours = p["value"], mean
-    return pd.DataFrame(out)
+def seeds_banner(real: pd.DataFrame) -> str:
+    """On VOC/COCO: whether WeakCLIP refined the paper's kind of seeds (a folder the user supplied, e.g.
+    MCTformer-V2 masks) or fell back to CLIP-ES's, in which case no WeakCLIP row is the paper's setting."""
+    if real.empty or "seeds" not in real:
+        return ""
+    weak = real[real["method"].astype(str).str.startswith("weakclip[") & real["seeds"].notna()]
+    seeds = sorted(set(weak["seeds"].astype(str)))
+    if not seeds or seeds == ["folder"]:
+        return ""
+    return (f"> **WeakCLIP's seeds here are {', '.join(seeds)}, not the paper's MCTformer-V2 masks.** Every "
+            "WeakCLIP row below refines those seeds; pass the published masks with `python -m bench.profiles use "
+            "voc --seed-masks PATH` for the paper's setting.\n")
 
 
 def methods_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -173,39 +91,6 @@ def per_class(rows: pd.DataFrame, stage: str = "pseudo_mask") -> pd.DataFrame:
     sel = sel.assign(cls=sel["metric"].str[4:])
     order = list(dict.fromkeys(sel["cls"]))
     return sel.pivot_table(index="method", columns="cls", values="value", aggfunc="mean")[order]
-
-
-# Refiners that need no training (baselines.REFINERS minus baselines.TRAINERS; named here so the report
-# stage does not import the baselines).
-TRAINING_FREE_REFINERS = ("threshold", "crf", "caa", "par")
-
-
-def claims_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """The paper's orderings checked on each profile's numbers (means over run seeds): does each hold?"""
-    pseudo, final = seed_summary(rows, "pseudo_mask", "miou"), seed_summary(rows, "final", "miou")
-    out = []
-    for profile, pp in pseudo.groupby("profile"):
-        mean = dict(zip(pp["method"], pp["mean"]))
-        ff = final[final["profile"] == profile]
-        fmean = dict(zip(ff["method"], ff["mean"]))
-        # The main seeds: the ones stage 3 trained on, else the only seed source scored.
-        seeds = [m for m in fmean if m.startswith("seeds:")] or [m for m in mean if m.startswith("seeds:")]
-        if len(seeds) != 1:
-            continue
-        seed = seeds[0]
-        free = {m: v for m, v in mean.items() if m in TRAINING_FREE_REFINERS}
-        best_free = max(free, key=free.get) if free else None
-        for m in sorted(k for k in mean if k.startswith("weakclip[") and "abl_" not in k):
-            def claim(text, ours, theirs, other, profile=profile):
-                out.append({"profile": profile, "claim": text, "ours (%)": f"{ours * 100:.1f}",
-                            "compared with (%)": f"{theirs * 100:.1f} ({other})",
-                            "holds": "yes" if ours > theirs else "**no**"})
-            claim(f"`{m}` pseudo masks above the seeds it was trained on", mean[m], mean[seed], seed)
-            if best_free:
-                claim(f"`{m}` pseudo masks above every training-free refiner", mean[m], free[best_free], best_free)
-            if m in fmean and seed in fmean:
-                claim(f"stage 3 on `{m}` masks above stage 3 on the seeds", fmean[m], fmean[seed], seed)
-    return pd.DataFrame(out)
 
 
 def pretrain_table(rows: pd.DataFrame, stage: str = "pretrain_clip") -> pd.DataFrame:
@@ -313,20 +198,36 @@ def build(results: Path) -> Path:
         sections.append(f"## {title}\n\n{intro}{md_table(frame)}")
 
     if len(rows):
-        emit("Paper vs ours: pseudo masks (VOC train)", paper_vs_ours(rows, "pseudo_voc"),
-             "paper_pseudo_masks")
-        emit("Paper vs ours: final segmentation (VOC val)", paper_vs_ours(rows, "final_voc"),
-             "paper_final", "Only splits we score are compared; VOC test is scored by its evaluation server.\n\n")
-        emit("Paper vs ours: WeakCLIP ablation", ablation_table(rows), "paper_ablation",
-             "Published: final VOC val mIoU after each step. Ours: pseudo-mask mIoU on the profile's train "
-             "split after the same step (stage 3 is not rerun per step). The metrics differ, so compare the "
-             "gains, not the values. Steps marked 'not run' are off in this profile's params; "
-             "`dvc exp run -S 'weakclip.ablation=[matching,prompt,adapter]'` runs them.\n\n")
-        emit("Paper vs ours: COCO 2014", paper_vs_ours(rows, "coco", dataset="coco"), "paper_coco", "From the `coco` profile only (label space as in each paper).\n\n")
+        family = rows["dataset"].map(dataset_family) if "dataset" in rows else pd.Series("", index=rows.index)
+        real, stand_in = rows[family.isin(["voc", "coco"])], rows[~family.isin(["voc", "coco"])]
+        sections.append(seeds_banner(real))
+        keyed = ("A published number sits beside ours only when dataset, split, seed source, CAA on the seeds and "
+                 "refiner all match (bench/paper.py); otherwise it stays 'not run' and says why.\n\n")
+        emit("Paper vs ours: pseudo masks (VOC train)", paper_vs_ours(real, "pseudo_voc"), "paper_pseudo_masks", keyed)
+        emit("Paper vs ours: final segmentation (VOC val)", paper_vs_ours(real, "final_voc"), "paper_final",
+             keyed + "VOC test is scored by its evaluation server, which this suite does not use.\n\n")
+        emit("Paper vs ours: WeakCLIP ablation (VOC)", ablation_table(real, published_numbers=True), "paper_ablation",
+             "Published: final VOC val mIoU after each step. Ours: pseudo-mask mIoU on the score split after the "
+             "same step (stage 3 is not rerun per step). The metrics differ, so compare the gains, not the values. "
+             "`dvc exp run -S 'weakclip.ablation=[matching,prompt,adapter]'` runs steps a profile leaves out.\n\n")
+        emit("Paper vs ours: COCO 2014", paper_vs_ours(real, "coco"), "paper_coco", keyed)
+        emit("What differs from the public release", pd.DataFrame(
+            RELEASE_DIFFERENCES, columns=["what", "the release", "this suite (voc/coco profiles)"]),
+             "release_differences")
+        ablation_stand_in = ablation_table(stand_in, published_numbers=False)
+        if len(ablation_stand_in):
+            emit("WeakCLIP ablation on the stand-in profiles (no published column)", ablation_stand_in,
+                 "ablation_stand_in", "Synthetic and voc-mini numbers are never set against the paper's.\n\n")
         emit("The paper's claims on our numbers", claims_table(rows), "claims",
              "WeakCLIP's central claim is that its pseudo masks beat the seeds it refines, and the paper's "
              "tables order it above the training-free refiners and its stage-3 model above one trained on "
-             "seeds. Each line compares means over run seeds on one profile.\n\n")
+             "seeds. Each line compares means over run seeds on one profile; the tolerance is three standard "
+             "errors of the margin (half a point at least, bench/claims.py). A margin inside it 'holds, within "
+             "noise' and is not gated; `bench.check` fails when a margin beyond it in the reference flips.\n\n")
+        across = claims_across_profiles(rows)
+        if len(across):
+            emit("The claims over every dataset", across, "claims_across_profiles",
+                 "A claim holds only when it holds on every profile (each a separately generated dataset).\n\n")
         methods = methods_table(rows)
         emit("All methods on the same seeds", methods, "methods",
              "Every refiner and WeakCLIP start from the same seed masks; mean ± std over run seeds where a "

@@ -14,7 +14,7 @@ stage a candidate does not change. Nothing here reads the ground truth of train 
 The rule that picks a candidate (written beside every study's rows and in the report): the cheapest
 candidate whose dev score is within TIE points of the best candidate's, where TIE is the larger of one
 run-seed standard deviation of the best and 0.5 points. Settings whose cost does not differ keep the best.
-Rows go to results/tuning/<study>.csv (score mean and std over run seeds, the time the candidate's own
+Rows go to results/tuning/<study>.csv (score mean and std over run seeds, the CPU time the candidate's own
 stages took, the commit), which the report renders.
 """
 from __future__ import annotations
@@ -139,9 +139,10 @@ def run_candidate(work: Path, profile: str, study: Study, name: str, overrides: 
                               stderr=subprocess.STDOUT, check=False, env=tool_env())
     if proc.returncode:
         raise RuntimeError(f"candidate {name!r}: `dvc repro {study.target}` failed; see {log}")
-    ran = {t["stage"]: t["seconds"] for t in (json.loads(p.read_text())
-                                              for p in (work / "results" / "timing").glob("*.json")
-                                              if before.get(p.name) != p.stat().st_mtime)}
+    # CPU seconds, not wall: a candidate's cost should not depend on what else the machine was doing
+    ran = {t["stage"]: t.get("cpu_seconds") or t["seconds"] for t in (
+        json.loads(p.read_text()) for p in (work / "results" / "timing").glob("*.json")
+        if before.get(p.name) != p.stat().st_mtime)}
     row = {"candidate": name, "overrides": json.dumps(overrides), "stage_seconds": json.dumps(ran),
            "wall_s": round(time.time() - t0, 1)}
     for key in [study.score, *study.also]:
@@ -177,7 +178,7 @@ def run_study(name: str, profile: str, work: Path, out_dir: Path) -> pd.DataFram
 
 
 def own_costs(stage_seconds: pd.Series) -> list[float]:
-    """Each candidate's seconds in the stages every candidate re-ran: the stages its settings change. (The
+    """Each candidate's CPU seconds in the stages every candidate re-ran: the stages its settings change. (The
     first candidate also pays for the upstream every later one takes from the run cache; that is not the
     price of its setting.)"""
     common = set.intersection(*(set(ran) for ran in stage_seconds))

@@ -257,3 +257,50 @@ def test_a_reference_from_before_device_scopes_holds_its_speeds_for_an_unknown_d
     assert check.main(["--params", str(params), "--results", str(results)]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if "train_images_per_s" in ln)
     assert "other device: not gated" in line
+
+
+# The paper's orderings: a flip fails the check even when every number stays inside its own tolerance.
+LOOSE = [{"stage": "pseudo_mask", "metric": "miou", "kind": "abs", "tolerance": 0.2},
+         {"stage": "final", "metric": "miou", "kind": "abs", "tolerance": 0.2}]
+
+
+def _write_methods(results, weakclip: list[float], seeds: float, crf: float):
+    rows = [make_row("unit", "synthetic", "weakclip[release]", "pseudo_mask", "train", "miou", v, seed=s)
+            for s, v in enumerate(weakclip)]
+    rows += [make_row("unit", "synthetic", "seeds:cam", "pseudo_mask", "train", "miou", seeds),
+             make_row("unit", "synthetic", "crf", "pseudo_mask", "train", "miou", crf)]
+    write_rows(results / "metrics" / "pseudo.csv", rows)
+
+
+@pytest.fixture
+def ordering_reference(tmp_path):
+    params, results = tmp_path / "params.yaml", tmp_path / "results"
+    _params(params, LOOSE)
+    args = ["--params", str(params), "--results", str(results)]
+    _write_methods(results, [0.60, 0.61, 0.62], seeds=0.45, crf=0.59)  # margins 15.0 and 2.0 points
+    assert check.main(args + ["--update-reference"]) == 0
+    return results, args
+
+
+def test_a_planted_ordering_flip_fails_though_each_number_is_within_tolerance(ordering_reference, capsys):
+    results, args = ordering_reference
+    _write_methods(results, [0.58, 0.585, 0.59], seeds=0.45, crf=0.60)  # every number within 0.2 of its reference
+    assert check.main(args) == 1
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "weakclip[release] > training-free refiners" in ln)
+    assert "REGRESSED" in line
+    line = next(ln for ln in out.splitlines() if "weakclip[release] > seeds" in ln)
+    assert line.rstrip().endswith("ok")
+
+
+def test_an_ordering_within_its_run_seed_noise_is_not_gated(tmp_path, capsys):
+    params, results = tmp_path / "params.yaml", tmp_path / "results"
+    _params(params, LOOSE)
+    args = ["--params", str(params), "--results", str(results)]
+    # margin over CRF 1 point, but the run seeds spread 5 points: 3 standard errors ~ 8.7 points
+    _write_methods(results, [0.55, 0.60, 0.65], seeds=0.45, crf=0.59)
+    assert check.main(args + ["--update-reference"]) == 0
+    _write_methods(results, [0.54, 0.58, 0.62], seeds=0.45, crf=0.59)  # flips, within noise
+    assert check.main(args) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "training-free refiners" in ln)
+    assert "not gated" in line

@@ -248,7 +248,7 @@ def test_stage_declares_every_params_key_its_stage_code_reads(name):
 
 def test_stage_param_reads_follow_helpers_imported_from_another_stage():
     reads = stage_param_reads(ROOT / "bench" / "stages" / "evaluate_final.py")
-    assert {"seeds.main", "refine.methods"} <= reads  # through train_seg.method_masks
+    assert {"seeds.main", "refine.methods"} <= reads  # through methods.training_masks
     assert "segnet.transform" not in reads  # train_seg's training code, which evaluate_final never calls
 
 

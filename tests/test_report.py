@@ -1,11 +1,11 @@
 """The report's tables: the paper's orderings checked on our numbers, published numbers set only against
 ours on the same dataset and split, the ablation compared by gains, and the time per stage."""
-import json
 
 import pandas as pd
-import pytest
 
-from bench.report import ablation_table, claims_table, paper_vs_ours, profile_scopes
+from bench.claims import claims_table
+from bench.compare import ablation_table, paper_vs_ours
+from bench.report import profile_scopes, seeds_banner
 
 
 def _rows(values: dict[tuple[str, str], list[float]], profile: str = "synthetic",
@@ -57,33 +57,62 @@ def test_claims_skip_a_profile_whose_main_seeds_are_ambiguous():
     assert claims_table(rows).empty
 
 
+def _keyed(rows: pd.DataFrame, seeds: str, caa: bool = False, refiner: str = "none") -> pd.DataFrame:
+    return rows.assign(seeds=seeds, caa=caa, refiner=refiner)
+
+
 def test_paper_rows_meet_ours_only_on_their_own_split():
-    rows = _rows({("final", "weakclip[release]"): [0.70, 0.72]}, profile="voc", dataset="voc")
+    rows = _keyed(_rows({("final", "weakclip[release]"): [0.70, 0.72]}, profile="voc", dataset="voc"),
+                  "folder", refiner="weakclip")
     table = paper_vs_ours(rows, "final_voc")
-    weakclip = table[table["method"].str.startswith("WeakCLIP")].set_index("split")
+    weakclip = table[table["method"] == "WeakCLIP"].set_index("split")
     assert weakclip.loc["val", "ours (%)"] == "71.0 ± 1.4"
     assert weakclip.loc["val", "difference (points)"] == "-3.0"  # published 74.0 on val
     # The paper's 73.8 is on VOC test, which we do not score: it is not set against our val number.
     assert weakclip.loc["test", "ours (%)"] == "not run"
-    assert weakclip.loc["test", "difference (points)"] == "—"
     assert "ours on val only" in weakclip.loc["test", "note"]
 
 
-def test_seeds_and_refiners_meet_the_published_pseudo_mask_rows():
-    rows = _rows({("pseudo_mask", "seeds:cam"): [0.50], ("pseudo_mask", "crf"): [0.70]})
+def test_a_published_row_meets_only_ours_with_the_same_seeds_caa_and_refiner():
+    clip_es_caa = _keyed(_rows({("pseudo_mask", "seeds:clip_es"): [0.60]}, "voc", "voc"), "clip_es", caa=True)
+    crf_on_cam = _keyed(_rows({("pseudo_mask", "crf"): [0.55]}, "voc", "voc"), "cam", refiner="crf")
+    caa_refiner = _keyed(_rows({("pseudo_mask", "caa"): [0.50]}, "voc", "voc"), "cam", refiner="caa")
+    table = paper_vs_ours(pd.concat([clip_es_caa, crf_on_cam, caa_refiner]), "pseudo_voc").set_index("method")
+    assert table.loc["CLIP-ES seeds with CAA", "ours (%)"] == "60.0"  # CLIP-ES run with CAA
+    assert table.loc["CLIP-ES seeds with CAA", "difference (points)"] == "-10.8"
+    assert table.loc["CLIP-ES seeds, no CAA", "ours (%)"] == "not run"  # ours had CAA on
+    # our CRF refines CAM seeds; CLIP-ES's 75.0 is CRF on CLIP-ES+CAA seeds: not the same run
+    assert table.loc["CLIP-ES + CAA + CRF", "ours (%)"] == "not run"
+    assert "cam seeds" in table.loc["CLIP-ES + CAA + CRF", "note"]
+    assert "caa" not in set(table["refiner"])  # the CAA refiner on CAM seeds meets no published row
+
+
+def test_weakclip_on_clip_es_seeds_never_meets_the_papers_mctformer_number():
+    rows = _keyed(_rows({("pseudo_mask", "weakclip[release]"): [0.70]}, "voc", "voc"), "clip_es", True, "weakclip")
     table = paper_vs_ours(rows, "pseudo_voc").set_index("method")
-    assert table.loc["CAM (ResNet-50) ← `seeds:cam`", "difference (points)"] == "+1.7"  # published 48.3
-    assert table.loc["CLIP-ES + CAA + CRF ← `crf`", "ours (%)"] == "70.0"
-    assert table.loc["IRN (ResNet-50)", "ours (%)"] == "not run"
+    assert table.loc["WeakCLIP on MCTformer-V2 seeds", "ours (%)"] == "not run"
+    assert "clip_es seeds" in table.loc["WeakCLIP on MCTformer-V2 seeds", "note"]
+    assert "not the paper's MCTformer-V2 masks" in seeds_banner(rows)
+    paper_seeds = _keyed(rows, "folder", refiner="weakclip")
+    assert seeds_banner(paper_seeds) == ""
+    assert paper_vs_ours(paper_seeds, "pseudo_voc").set_index("method").loc[
+        "WeakCLIP on MCTformer-V2 seeds", "difference (points)"] == "-7.2"
+
+
+def test_synthetic_and_voc_mini_rows_never_meet_a_published_number():
+    for dataset in ("synthetic", "voc-mini"):
+        rows = _keyed(_rows({("pseudo_mask", "seeds:cam"): [0.48], ("final", "seeds:cam"): [0.6]},
+                            dataset, dataset), "cam")
+        for table in ("pseudo_voc", "final_voc", "coco"):
+            assert (paper_vs_ours(rows, table)["ours (%)"] == "not run").all()
 
 
 def test_coco_rows_meet_the_coco_table_and_never_the_voc_tables():
-    rows = _rows({("pseudo_mask", "weakclip[release]"): [0.45], ("final", "weakclip[release]"): [0.44]},
-                 profile="coco", dataset="coco")
+    rows = _keyed(_rows({("pseudo_mask", "weakclip[release]"): [0.45], ("final", "weakclip[release]"): [0.44]},
+                        profile="coco", dataset="coco91"), "folder", refiner="weakclip")
     assert (paper_vs_ours(rows, "pseudo_voc")["ours (%)"] == "not run").all()
     assert (paper_vs_ours(rows, "final_voc")["ours (%)"] == "not run").all()
-    coco = paper_vs_ours(rows, "coco", dataset="coco")
-    assert "published (COCO, %)" in coco.columns
+    coco = paper_vs_ours(rows, "coco")
     ours = coco[coco["ours (%)"] != "not run"].set_index("split")
     assert ours.loc["train", "difference (points)"] == "-3.4"  # pseudo masks: published 48.4
     assert ours.loc["val", "difference (points)"] == "-2.1"  # final: published 46.1
@@ -91,20 +120,16 @@ def test_coco_rows_meet_the_coco_table_and_never_the_voc_tables():
 
 def test_ablation_compares_gains_step_by_step():
     rows = _rows({("pseudo_mask", "weakclip[abl_matching]"): [0.50], ("pseudo_mask", "weakclip[abl_prompt]"): [0.53],
-                  ("pseudo_mask", "weakclip[paper]"): [0.60, 0.62], ("pseudo_mask", "weakclip[release]"): [0.9]})
-    table = ablation_table(rows)
-    assert list(table["profile"]) == ["synthetic"] * 4
+                  ("pseudo_mask", "weakclip[paper]"): [0.60, 0.62], ("pseudo_mask", "weakclip[release]"): [0.9]},
+                 profile="voc", dataset="voc")
+    table = ablation_table(rows, published_numbers=True)
+    assert list(table["profile"]) == ["voc"] * 4
     assert list(table["published gain (points)"]) == ["—", "+1.5", "+1.4", "+2.3"]
-    assert list(table["ours: pseudo-mask mIoU, train (%)"]) == ["50.0", "53.0", "not run", "61.0 ± 1.4"]
+    assert list(table["ours: pseudo-mask mIoU (%)"]) == ["50.0", "53.0", "not run", "61.0 ± 1.4"]
     # No gain across a step that was not run; the release model is not a step of the ladder.
     assert list(table["our gain (points)"]) == ["—", "+3.0", "—", "—"]
-    assert "difference (points)" not in table.columns  # the metrics differ: values are not compared
-
-
-def test_ablation_without_runs_lists_the_published_ladder():
-    table = ablation_table(_rows({("pseudo_mask", "seeds:cam"): [0.4]}))
-    assert len(table) == 4 and set(table["profile"]) == {"—"}
-    assert set(table["ours: pseudo-mask mIoU, train (%)"]) == {"not run"}
+    stand_in = ablation_table(rows.assign(profile="synthetic", dataset="synthetic"), published_numbers=False)
+    assert not any("published" in c for c in stand_in.columns)
 
 
 def test_profile_banner_says_when_a_profile_brought_no_miou():

@@ -6,7 +6,8 @@
 
 Optional keys: "mask_dir" (masks to use instead of the ground truth, e.g. pseudo masks), "gt_masks" (the
 ground-truth folder under root: scores are computed against it), "label_masks" (the folder image-level labels
-come from when the label file lacks an image), "cls_labels" (image-level label file), "with_masks" (default
+come from when the label file lacks an image), "lists_dir" (a folder searched first for split lists, e.g. lists
+the prepare stage wrote under data/), "cls_labels" (image-level label file), "with_masks" (default
 True), "name" (overrides the dataset's name, e.g. "voc-mini"). Other keys (a profile's whole `data:` section:
 fit_split, synthetic, ...) are ignored. A relative root is
 taken relative to the repository (params.yaml paths are repo-relative). A missing root is an error saying
@@ -53,6 +54,9 @@ def build_dataset(cfg: dict, split: str) -> SegDataset:
         "gt_masks": cfg.get("gt_masks"),
         "label_masks": cfg.get("label_masks"),
     }
+    lists_dir = cfg.get("lists_dir")
+    if lists_dir and not Path(lists_dir).is_absolute():
+        lists_dir = REPO_ROOT / lists_dir
     if kind == "coco":
         if "label_space" not in cfg:
             raise ValueError(
@@ -60,9 +64,9 @@ def build_dataset(cfg: dict, split: str) -> SegDataset:
             )
         ds = COCODataset(root, split, label_space=cfg["label_space"], **common)
     elif kind == "voc":
-        ds = VOCDataset(_voc_root(Path(root)), split, name="voc", **common)
+        ds = VOCDataset(_voc_root(Path(root)), split, name="voc", lists_dir=lists_dir, **common)
     else:
-        ds = VOCDataset(root, split, name="synthetic", **common)
+        ds = VOCDataset(root, split, name="synthetic", lists_dir=lists_dir, **common)
     if cfg.get("name"):
         ds.name = str(cfg["name"])
     return ds

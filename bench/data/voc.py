@@ -71,6 +71,7 @@ class VOCDataset(SegDataset):
         with_masks: False for splits without masks (items then have mask=None).
         gt_masks: the ground-truth folder under root (default: SegmentationClass, else SegmentationClassAug).
         label_masks: a folder under root to read image-level labels from when the label file lacks an id.
+        lists_dir: a folder searched first for <split>.txt (split lists a pipeline wrote outside the dataset).
     """
 
     def __init__(
@@ -85,9 +86,11 @@ class VOCDataset(SegDataset):
         image_ext: str = ".jpg",
         gt_masks: str | None = None,
         label_masks: str | None = None,
+        lists_dir=None,
     ):
         self.root = Path(root)
         self.gt_masks, self.label_masks = gt_masks, label_masks
+        self.lists_dir = Path(lists_dir) if lists_dir else None
         if not self.root.is_dir():
             raise FileNotFoundError(f"VOC dataset root not found: {self.root} ({VOC_DOWNLOAD_HINT})")
         self.split = split
@@ -134,6 +137,8 @@ class VOCDataset(SegDataset):
     # ---- construction helpers -----------------------------------------------------------------
     def _find_list(self, split: str) -> Path:
         candidates = [self.root / d / f"{split}.txt" for d in _LIST_DIRS]
+        if self.lists_dir is not None:
+            candidates.insert(0, self.lists_dir / f"{split}.txt")
         for path in candidates:
             if path.is_file():
                 return path

@@ -12,16 +12,16 @@ from ..metrics import evaluate_masks
 from ..results import make_row, write_metrics, write_rows
 from ..segnet import load_segnet, predict_folder
 from .common import DATA, RESULTS, Stage, fresh_dir, publish_dir, run_stage
+from .methods import describe, training_masks
 from .parallel import in_worker, report_progress, run_jobs
 from .splits import protocol_dataset, scored_row_fields
-from .train_seg import method_masks
 
 
 def evaluate_one(stage: Stage, method: str, seed: int) -> tuple[str, list[dict], float]:
     """Predict val with one stage-3 model and score it: (method name, result rows, mIoU)."""
     ds = protocol_dataset(stage, "val")
     gt_dir = ds.gt_mask_dir
-    name, _ = method_masks(stage, method, seed)
+    name, _ = training_masks(stage, method, seed)
     model, cfg = load_segnet(DATA / "segnet" / method / f"s{seed}" / "model.pt")
     if in_worker():  # the jobs side by side already fill the cores: one CRF process each
         cfg = dataclasses.replace(cfg, crf_workers=1)
@@ -32,7 +32,7 @@ def evaluate_one(stage: Stage, method: str, seed: int) -> tuple[str, list[dict],
     res = evaluate_masks(final, gt_dir, ds.ids, ds.num_classes,
                          exclude_classes=getattr(ds, "unused_classes", ()), class_names=ds.class_names)
     common = {"profile": stage.profile, "dataset": ds.name, "method": name, "stage": "final", "seed": seed,
-              "backbone": cfg.backbone, **scored_row_fields(stage, "val", ds)}
+              "backbone": cfg.backbone, **scored_row_fields(stage, "val", ds), **describe(stage, name)}
     rows = [make_row(metric="miou", value=res["miou"], **common)]
     for cls, iou in zip(ds.class_names, res["iou"]):
         rows.append(make_row(metric=f"iou:{cls}", value=iou, **common))

@@ -20,28 +20,20 @@ from .. import plots
 from ..metrics import evaluate_masks, iter_cams, threshold_sweep
 from ..results import make_row, write_metrics, write_rows
 from .common import DATA, RESULTS, Stage, rel, run_stage
+from .methods import describe, pseudo_mask_dirs
 from .splits import check_score_within_fit, protocol_dataset, scored_row_fields
-
-
-def method_dirs(stage: Stage) -> list[tuple[str, Path, int | None]]:
-    """(method name, folder of <id>.png masks, run seed or None for deterministic methods)."""
-    out = [(f"seeds:{s}", DATA / "seeds" / s / "masks", None) for s in stage.get("seeds.sources")]
-    out += [(r, DATA / "refined" / r / "masks", None) for r in stage.get("refine.methods")]
-    out += [(f"weakclip[{v}]", DATA / "pseudo" / v / f"s{seed}", seed)
-            for v in stage.get("weakclip.variants") for seed in stage.get("run_seeds")]
-    out += [(f"weakclip[abl_{s}]", DATA / "pseudo" / f"ablation-{s}", 0) for s in stage.get("weakclip.ablation")]
-    return out
 
 
 def score_methods(stage: Stage, ds, gt_dir: Path) -> tuple[list[dict], dict]:
     rows, summary = [], {}
     pred_ignore = stage.get("evaluate.pred_ignore")
     scored = scored_row_fields(stage, "score", ds)
-    for method, folder, seed in method_dirs(stage):
+    for method, folder, seed in pseudo_mask_dirs(stage):
         res = evaluate_masks(folder, gt_dir, ds.ids, ds.num_classes, pred_ignore=pred_ignore,
                              exclude_classes=getattr(ds, "unused_classes", ()), class_names=ds.class_names)
         common = {"profile": stage.profile, "dataset": ds.name, "method": method, "stage": "pseudo_mask",
-                  "seed": seed, "pred_ignore": pred_ignore, "masks": rel(folder), **scored}
+                  "seed": seed, "pred_ignore": pred_ignore, "masks": rel(folder), **scored,
+                  **describe(stage, method)}
         rows.append(make_row(metric="miou", value=res["miou"], **common))
         rows.append(make_row(metric="coverage", value=res["coverage"], **common))
         for name, iou in zip(ds.class_names, res["iou"]):

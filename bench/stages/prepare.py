@@ -1,8 +1,10 @@
 """Stage `prepare`: make the dataset the profile names available and describe it.
 
 synthetic/ci: generate the VOC-format synthetic dataset into data/prepared/dataset.
-voc/coco: check the user's dataset at `data.root` (clear error saying what to download when it is
-missing; never a fallback to synthetic) and record its split sizes.
+voc/coco/voc-mini: check the user's dataset at `data.root` (clear error saying what to download when it is
+missing; never a fallback to synthetic) and record its split sizes. A profile that needs split lists the
+dataset lacks (voc-mini's CI-sized splits, `data.make_lists`) gets them written under data/prepared/lists,
+never into the dataset's own folder.
 Writes data/prepared/manifest.json (what downstream stages depend on) and results/metrics/prepare.json.
 """
 from __future__ import annotations
@@ -12,8 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from weakclip.io import write_json
+from weakclip.io import write_json, write_text
 
+from ..data import build_dataset
 from ..results import write_metrics
 from .common import DATA, REPO_ROOT, RESULTS, Stage, run_stage
 from .splits import ROLES, check_score_within_fit, protocol_dataset
@@ -39,11 +42,33 @@ def list_digest(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
+def spread(ids: list[str], n: int) -> list[str]:
+    """n ids spread evenly over a list (VOC's lists are sorted by year and number: every k-th id samples them all)."""
+    if n > len(ids):
+        raise ValueError(f"params data.make_lists asks for {n} ids of a list that has {len(ids)}")
+    return ids[:: max(1, len(ids) // n)][:n]
+
+
+def make_lists(data: dict) -> dict[str, int]:
+    """Write the profile's derived split lists (params data.make_lists: name -> {from: list, n: count}) into
+    data.lists_dir, in order (a list may be drawn from one written before it). Returns their sizes."""
+    out = REPO_ROOT / data["lists_dir"]
+    sizes = {}
+    for name, spec in data["make_lists"].items():
+        source = build_dataset({**data, "with_masks": False}, spec["from"]).ids
+        ids = spread(source, int(spec["n"]))
+        write_text(out / f"{name}.txt", "".join(f"{i}\n" for i in ids))
+        sizes[name] = len(ids)
+    return sizes
+
+
 def prepare(stage: Stage) -> dict:
     data = stage.data_cfg
     root = REPO_ROOT / data["root"]
     if data["kind"] == "synthetic":
         generate_synthetic(root, data["synthetic"])
+    if data.get("make_lists"):  # lists the dataset does not have (voc-mini's CI-sized splits), under data/
+        make_lists(data)
     splits, ids = {}, {}
     for role in ROLES:  # a missing real dataset fails here with what to download
         ds = protocol_dataset(stage, role)

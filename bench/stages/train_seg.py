@@ -16,21 +16,9 @@ from pathlib import Path
 from ..data.transforms import TorchSegDataset, TrainTransform
 from ..segnet import SegNetConfig, train_segnet
 from .common import DATA, REPO_ROOT, RESULTS, Stage, foreach_main, publish_dir, seed_everything
+from .methods import training_masks
 from .parallel import in_worker, report_progress, train_per_seed
 from .splits import protocol_dataset
-
-
-def method_masks(stage: Stage, method: str, run_seed: int) -> tuple[str, Path]:
-    """(the method's name in result files, the folder of its training masks)."""
-    if method == "seeds":
-        main = stage.get("seeds.main")
-        return f"seeds:{main}", DATA / "seeds" / main / "masks"
-    if method.startswith("weakclip_"):
-        variant = method.removeprefix("weakclip_")
-        return f"weakclip[{variant}]", DATA / "pseudo" / variant / f"s{run_seed}"
-    if method in stage.get("refine.methods"):
-        return method, DATA / "refined" / method / "masks"
-    raise SystemExit(f"unknown stage-3 training source {method!r}: expected seeds, weakclip_<variant> or a refiner")
 
 
 def segnet_config(stage: Stage, num_classes: int, run_seed: int) -> SegNetConfig:
@@ -43,7 +31,7 @@ def segnet_config(stage: Stage, num_classes: int, run_seed: int) -> SegNetConfig
 
 def train_one(stage: Stage, method: str, run_seed: int, out: Path, log_path: Path) -> dict:
     seed_everything(run_seed)
-    _, masks = method_masks(stage, method, run_seed)
+    _, masks = training_masks(stage, method, run_seed)
     ds = protocol_dataset(stage, "fit", mask_dir=masks)
     cfg = segnet_config(stage, ds.num_classes, run_seed)
     transform = TrainTransform(crop_size=cfg.crop_size, scale_range=cfg.scale_range, mean=cfg.mean, std=cfg.std,
