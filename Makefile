@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE   := 1
 
-.PHONY: setup test repro ci-pipeline check
+.PHONY: setup test repro ci-pipeline voc-mini-pipeline check tune
 
 setup: .venv/.installed
 
@@ -28,3 +28,12 @@ check: setup
 # in a scratch copy so the committed params.yaml, dvc.lock and results/ stay untouched.
 ci-pipeline: setup
 	bash .ci/pipeline
+
+# The voc code path on the real VOC photos of the voc-mini folder (VOC_MINI), end to end, in a scratch copy.
+VOC_MINI ?= ../shared/data/voc-mini
+voc-mini-pipeline: setup
+	bash .ci/pipeline voc-mini --data-root "$$(cd $(VOC_MINI) && pwd)"
+
+# Re-select the synthetic profile's settings on the tuning split (bench/tune.py): STUDIES="weakclip_iterations ..."
+tune: setup
+	PATH=$(CURDIR)/.venv/bin:$$PATH $(PY) -m bench.tune $(STUDIES)

@@ -90,7 +90,8 @@ def per_class(rows: pd.DataFrame, stage: str = "pseudo_mask") -> pd.DataFrame:
         return pd.DataFrame()
     sel = sel.assign(cls=sel["metric"].str[4:])
     order = list(dict.fromkeys(sel["cls"]))
-    return sel.pivot_table(index="method", columns="cls", values="value", aggfunc="mean")[order]
+    # reindex: a class that never occurs in the scored images (all NaN) keeps its column, empty
+    return sel.pivot_table(index="method", columns="cls", values="value", aggfunc="mean").reindex(columns=order)
 
 
 def pretrain_table(rows: pd.DataFrame, stage: str = "pretrain_clip") -> pd.DataFrame:
@@ -187,10 +188,12 @@ def build(results: Path) -> Path:
                  "whole split (255 in ground truth ignored; classes that never occur excluded).\n")]
     profiles = sorted(rows["profile"].dropna().unique()) if len(rows) else []
     if any(p != "voc" and p != "coco" for p in profiles):
-        sections.append(f"> **Profiles in this report: {profile_scopes(rows)}.** Numbers from the `synthetic` or "
-                        "`ci` profiles come from generated images and a tiny CLIP pre-trained here; they test the "
-                        "pipeline and the *ordering* of methods, and are **not** VOC or COCO numbers. The "
-                        "'difference' columns against the paper are only meaningful for the `voc`/`coco` profiles.\n")
+        sections.append(f"> **Profiles in this report: {profile_scopes(rows)}.** Numbers from the `synthetic` "
+                        "profiles (synthetic, synthetic-b, ci) come from generated images and a tiny CLIP pre-trained "
+                        "here; they test the pipeline and the *ordering* of methods, and are **not** VOC or COCO "
+                        "numbers. Numbers from `voc-mini` come from a few real VOC photos with random weights and two "
+                        "training iterations: **they measure nothing**; that profile proves the VOC code path runs. "
+                        "Only `voc`/`coco` rows ever meet a published number.\n")
 
     def emit(title: str, frame: pd.DataFrame, name: str, intro: str = ""):
         if len(frame):

@@ -13,15 +13,42 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from weakclip.io import load_mask
 
 from .. import plots
+from ..data.base import check_mask_values
 from ..metrics import evaluate_masks, iter_cams, threshold_sweep
 from ..results import make_row, write_metrics, write_rows
 from .common import DATA, RESULTS, Stage, rel, run_stage
 from .methods import describe, pseudo_mask_dirs
 from .splits import check_score_within_fit, protocol_dataset, scored_row_fields
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels."""
+    with Image.open(path) as im:
+        return im.size
+
+
+def check_unscored_masks(stage: Stage, fit_ds, score_ids) -> int:
+    """Every method writes one mask per fit image, but only the score split is scored (on VOC, train_aug's
+    other 9,118 images are stage 3's training targets). Those masks are checked here the way the evaluator
+    checks scored ones: present, the image's size, labels in 0..K-1 or 255. Returns how many were checked."""
+    unscored = [i for i in fit_ds.ids if i not in set(score_ids)]
+    for _, folder, _ in pseudo_mask_dirs(stage):
+        for image_id in unscored:
+            path = folder / f"{image_id}.png"
+            if not path.is_file():
+                raise FileNotFoundError(f"missing mask for fit image {image_id!r}: {path} not found")
+            mask = load_mask(path)
+            check_mask_values(mask, fit_ds.num_classes, path)
+            width, height = image_size(fit_ds.image_path(image_id))
+            if mask.shape != (height, width):
+                raise ValueError(f"{path}: size {mask.shape[::-1]} (W, H) differs from its image "
+                                 f"{fit_ds.image_path(image_id)} ({width}, {height})")
+    return len(unscored)
 
 
 def score_methods(stage: Stage, ds, gt_dir: Path) -> tuple[list[dict], dict]:
@@ -50,7 +77,8 @@ def sweep_rows(stage: Stage, ds, gt_dir: Path) -> list[dict]:
                             pred_ignore=stage.get("evaluate.pred_ignore"),
                             exclude_classes=getattr(ds, "unused_classes", ()))
     scored = scored_row_fields(stage, "score", ds)
-    return [make_row(stage.profile, ds.name, f"seeds:{source}", "threshold_sweep", scored.pop("split"),
+    split = scored.pop("split")
+    return [make_row(stage.profile, ds.name, f"seeds:{source}", "threshold_sweep", split,
                      "miou", point["miou"], threshold=point["threshold"], chosen_threshold=chosen,
                      oracle_threshold=sweep["oracle_threshold"], **scored) for point in sweep["sweep"]]
 
@@ -71,8 +99,9 @@ def qualitative(stage: Stage, ds, n: int) -> Path:
 
 def main() -> int:
     with run_stage("evaluate_pseudo") as stage:
-        ds = protocol_dataset(stage, "score")
-        check_score_within_fit(stage, protocol_dataset(stage, "fit").ids, ds.ids)
+        ds, fit = protocol_dataset(stage, "score"), protocol_dataset(stage, "fit")
+        check_score_within_fit(stage, fit.ids, ds.ids)
+        check_unscored_masks(stage, fit, ds.ids)
         gt_dir = ds.gt_mask_dir
         rows, summary = score_methods(stage, ds, gt_dir)
         write_rows(RESULTS / "metrics" / "pseudo_masks.csv", rows)
