@@ -100,8 +100,13 @@ def scratch_clone(work: Path) -> Path:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
     if (work / ".git").is_dir():
+        # the clone's own dvc.lock says which stages its last candidate ran with what: keep it across the
+        # checkout, so stages the new commit does not change are not run again
+        lock = (work / "dvc.lock").read_bytes() if (work / "dvc.lock").is_file() else None
         subprocess.run(["git", "fetch", "-q", str(REPO_ROOT), head], cwd=work, check=True)
         subprocess.run(["git", "checkout", "-q", "--force", head], cwd=work, check=True)
+        if lock is not None:
+            (work / "dvc.lock").write_bytes(lock)
     else:
         subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(work)], check=True)
         subprocess.run(["git", "checkout", "-q", head], cwd=work, check=True)
