@@ -21,10 +21,13 @@ from .compare import ablation_table, dataset_family, fmt, paper_vs_ours
 from .paper import PAPER_TRAINABLE_SHARE, RELEASE_DIFFERENCES
 from .provenance import REPO_ROOT
 from .timing import run_summary, stage_timings, summary_md, timing_table
+from .tuning import tuning_tables
 
 
 def load_rows(results: Path) -> pd.DataFrame:
+    """Every result row: the active profile's, and those of profiles run beside it (bench/side_run.py)."""
     files = sorted((results / "metrics").glob("*.csv")) + sorted((results / "perf").rglob("*.csv"))
+    files += sorted((results / "profiles").glob("*/metrics/*.csv"))
     frames = []
     for f in files:
         frame = pd.read_csv(f)
@@ -301,6 +304,8 @@ def build(results: Path) -> Path:
     kern = kernel_table(results)
     if len(kern):
         sections.append("## Co-attention kernel benchmark\n\n" + kernel_summary_md(kern, figs, results))
+    for study, table, note in tuning_tables(results):
+        emit(f"How the synthetic settings were chosen: {study} (dev split)", table, f"tuning_{study}", note + "\n\n")
     timings = stage_timings(results)
     emit("Time per stage", timing_table(timings), "stage_times", summary_md(run_summary(timings), timings))
     if len(rows):

@@ -78,18 +78,12 @@ def _backbone_problem(key: str, path: Path, backbone: str) -> str | None:
 
 
 def _read_state_dict(path: Path) -> dict:
-    """A timm / torchvision checkpoint's tensors, unwrapped as load_backbone_weights does."""
+    """A weights file's tensors, read as stage 3 reads them (bench.segnet.model.read_weights_file)."""
     import torch
 
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from bench.segnet.model import read_weights_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "module"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not any(torch.is_tensor(v) for v in state.values()):
+    state = read_weights_file(path)
+    if not any(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"{path}: holds no state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items() if torch.is_tensor(v)}
+    return {k: v for k, v in state.items() if torch.is_tensor(v)}

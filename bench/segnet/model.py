@@ -130,6 +130,23 @@ class DeepLabLargeFOV(nn.Module):
         return list(self.backbone.parameters()), list(self.head.parameters())
 
 
+def read_weights_file(path: Path) -> dict:
+    """The tensors of a timm / torchvision checkpoint (.pth, .bin, .safetensors), unwrapped from a
+    "state_dict" / "model" / "module" entry and from DDP's "module." prefixes."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise TypeError(f"{path}: holds no state dict (got {type(state).__name__})")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
 def load_backbone_weights(backbone: nn.Module, path: str | Path, name: str) -> None:
     """Load a local ImageNet checkpoint (timm or torchvision format, .pth/.bin/.safetensors) into a
     features_only backbone; the classifier keys (fc., head., classifier.) are dropped."""
@@ -141,16 +158,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, name: str) -> N
             f"ResNets torchvision's {name}-*.pth) and save the file at {path}, or point the stage-3 "
             f"`weights` parameter in params.yaml at the file."
         )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "module"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = read_weights_file(path)
     own = backbone.state_dict()
     missing = sorted(set(own) - set(state))
     bad_shape = sorted(k for k in own if k in state and state[k].shape != own[k].shape)
