@@ -190,9 +190,30 @@ def own_costs(stage_seconds: pd.Series) -> list[float]:
     return [round(sum(ran[s] for s in common), 1) for ran in stage_seconds]
 
 
+def threshold_study(work: Path, out_dir: Path) -> pd.DataFrame:
+    """The `threshold` refiner's background threshold: the best of the sweep evaluate_pseudo writes, read from
+    the scratch clone's last run on dev (the seeds do not depend on any study's setting). Costs nothing."""
+    sweep = pd.read_csv(work / "results" / "metrics" / "threshold_sweep.csv")
+    if set(sweep["split"]) != {TUNING["data.score_split"]}:
+        raise RuntimeError(f"{work}: its threshold sweep is not on the tuning split; run a study first")
+    label = f"{sweep['method'].iloc[0]} thresholded miou"
+    frame = pd.DataFrame({"candidate": [f"bg_threshold {t:g}" for t in sweep["threshold"]],
+                          "overrides": [json.dumps({"refine.threshold.bg_threshold": t}) for t in sweep["threshold"]],
+                          f"{label} mean": sweep["value"], f"{label} std": 0.0, f"{label} n": 1,
+                          "own_cost_s": 0.0, "stage_seconds": "{}", "wall_s": 0.0})
+    frame["chosen"] = frame.index == int(frame[f"{label} mean"].idxmax())
+    env = environment()
+    frame = frame.assign(study="threshold", profile=str(sweep["profile"].iloc[0]), split="dev", score=label,
+                         rule="the best on dev (deterministic: no run seeds)", git_sha=sweep["git_sha"].iloc[0],
+                         device=sweep["device"].iloc[0], timestamp=env["timestamp"])
+    with atomic_path(out_dir / "threshold.csv", suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("studies", nargs="*", help=f"one or more of {', '.join(STUDIES)}")
+    ap.add_argument("studies", nargs="*", help=f"one or more of {', '.join(STUDIES)}, threshold")
     ap.add_argument("--profile", default="synthetic")
     ap.add_argument("--work", default=None, help="scratch clone (default: a folder under the system temp dir)")
     ap.add_argument("--out", default=str(REPO_ROOT / "results" / "tuning"))
@@ -202,12 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, study in STUDIES.items():
             print(f"{name}: {', '.join(study.candidates)} (target {study.target})")
         return 0
-    unknown = [s for s in args.studies if s not in STUDIES]
+    unknown = [s for s in args.studies if s not in STUDIES and s != "threshold"]
     if unknown:
         raise SystemExit(f"unknown study {unknown}; known: {list(STUDIES)}")
-    work = scratch_clone(Path(args.work or Path(tempfile.gettempdir()) / f"weakclip-tune-{args.profile}"))
+    work = Path(args.work or Path(tempfile.gettempdir()) / f"weakclip-tune-{args.profile}")
+    if any(name != "threshold" for name in args.studies):
+        work = scratch_clone(work)
     for name in args.studies:
-        frame = run_study(name, args.profile, work, Path(args.out))
+        frame = (threshold_study(work, Path(args.out)) if name == "threshold"
+                 else run_study(name, args.profile, work, Path(args.out)))
         print(frame.drop(columns=["overrides", "stage_seconds"]).to_string(index=False))
     return 0
 

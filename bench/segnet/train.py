@@ -40,8 +40,8 @@ def poly_lr(base_lr: float, it: int, total: int, power: float) -> float:
 
 def make_optimizer(model: DeepLabLargeFOV, cfg: SegNetConfig) -> torch.optim.Optimizer:
     """Two groups: backbone at cfg.lr, the new head at cfg.lr * cfg.head_lr_mult. SGD with momentum is the
-    DeepLab recipe for an ImageNet-initialised backbone; "adamw" is for a randomly initialised one (the
-    synthetic profile has no pretrained weights, and SGD from scratch learned little in a CPU budget)."""
+    DeepLab recipe (voc/coco); "adamw" is the synthetic profiles' choice: in their CPU budget of a hundred
+    iterations SGD learned less, from a random init and from the backbone `pretrain_backbone` trains."""
     backbone, head = model.param_groups()
     groups = [{"params": backbone, "lr_mult": 1.0}, {"params": head, "lr_mult": cfg.head_lr_mult}]
     for g in groups:
