@@ -56,7 +56,8 @@ def claims(rows: pd.DataFrame) -> pd.DataFrame:
         seed = seeds[0]
         free = pp[pp.index.isin(TRAINING_FREE_REFINERS)]
         best_free = free["mean"].idxmax() if len(free) else None
-        for m in sorted(k for k in pp.index if k.startswith("weakclip[") and "abl_" not in k):
+        # the variants themselves: not an ablation step, not a deviation from the profile's recipe
+        for m in sorted(k for k in pp.index if k.startswith("weakclip[") and "abl_" not in k and "/" not in k):
             out.append(_claim(profile, f"{m} > seeds", f"`{m}` pseudo masks above the seeds it was trained on",
                               "pseudo_mask", pp.loc[m], pp.loc[seed]))
             if best_free is not None:

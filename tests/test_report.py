@@ -5,7 +5,7 @@ import pandas as pd
 
 from bench.claims import claims_table
 from bench.compare import ablation_table, paper_vs_ours
-from bench.report import profile_scopes, seeds_banner
+from bench.report import deviation_table, profile_scopes, seeds_banner
 
 
 def _rows(values: dict[tuple[str, str], list[float]], profile: str = "synthetic",
@@ -137,3 +137,11 @@ def test_profile_banner_says_when_a_profile_brought_no_miou():
                       pd.DataFrame([{"profile": "voc", "stage": "profile", "metric": "train_images_per_s"},
                                     {"profile": "voc", "stage": "model", "metric": "params_total"}])])
     assert profile_scopes(rows) == "synthetic, voc (throughput and parameter counts only, no mIoU)"
+
+
+def test_each_undone_departure_sits_beside_the_release_model_at_the_same_run_seed():
+    rows = _rows({("pseudo_mask", "weakclip[release]"): [0.60, 0.64], ("pseudo_mask", "weakclip[release/voc_scales]"): [0.52]})
+    table = deviation_table(rows)
+    assert list(table["release, run seed 0 (%)"]) == ["60.0"]  # seed 0, not the mean over seeds
+    assert list(table["change (points)"]) == ["-8.0"]
+    assert "0.5-2.0" in table["undone"].iloc[0]

@@ -7,6 +7,8 @@ train on them read from here):
     <refiner>             data/refined/<refiner>/masks       a refiner on the main seeds' CAMs
     weakclip[<variant>]   data/pseudo/<variant>/s<seed>      WeakCLIP's pseudo masks, one folder per run seed
     weakclip[abl_<step>]  data/pseudo/ablation-<step>        a step of the paper's ablation ladder (run seed 0)
+    weakclip[release/<d>] data/pseudo/deviation-<d>          the release model with one of the synthetic profile's
+                                                             departures from the recipe undone (run seed 0)
 
 and each method's comparison key (`describe`): the seed source it starts from, whether those seeds had
 CLIP-ES's class-aware attention affinity, and the refiner (none for bare seeds). The report sets a published
@@ -27,6 +29,8 @@ def pseudo_mask_dirs(stage: Stage) -> list[tuple[str, Path, int | None]]:
     out += [(f"weakclip[{v}]", DATA / "pseudo" / v / f"s{seed}", seed)
             for v in stage.get("weakclip.variants") for seed in stage.get("run_seeds")]
     out += [(f"weakclip[abl_{s}]", DATA / "pseudo" / f"ablation-{s}", 0) for s in stage.get("weakclip.ablation")]
+    out += [(f"weakclip[release/{d}]", DATA / "pseudo" / f"deviation-{d}", 0)
+            for d in stage.get("weakclip.deviations")]
     return out
 
 

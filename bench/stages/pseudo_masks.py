@@ -21,11 +21,13 @@ from .splits import protocol_dataset
 from .train_weakclip import model_config
 
 
-def infer_variant(stage: Stage, variant: str, model_dir: Path, out: Path, ablation_fidelity: str | None = None) -> dict:
+def infer_variant(stage: Stage, variant: str, model_dir: Path, out: Path, ablation_fidelity: str | None = None,
+                  infer_overrides: dict | None = None) -> dict:
     ds = protocol_dataset(stage, "fit")
     model = WeakCLIP(model_config(stage, variant, ablation_fidelity), ds.class_names)
     load_model_weights(model, model_dir / "model.pt")
-    cfg = to_config(InferConfig, stage.get("weakclip.infer"), mean=model.cfg.image_mean, std=model.cfg.image_std)
+    cfg = to_config(InferConfig, {**stage.get("weakclip.infer"), **(infer_overrides or {})},
+                    mean=model.cfg.image_mean, std=model.cfg.image_std)
     summary = pseudo_masks(model, ds, out, cfg, crf=stage.get("weakclip.crf"))
     write_json(out / "summary.json", {"variant": variant, "model": str(model_dir), **summary})
     return summary

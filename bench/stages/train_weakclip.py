@@ -54,13 +54,14 @@ def seed_mask_dataset(stage: Stage):
 
 
 def train_variant(stage: Stage, variant: str, run_seed: int, out: Path, log_path: Path,
-                  ablation_fidelity: str | None = None) -> dict:
+                  ablation_fidelity: str | None = None, transform_overrides: dict | None = None) -> dict:
     seed_everything(run_seed)
     ds = seed_mask_dataset(stage)
     model = WeakCLIP(model_config(stage, variant, ablation_fidelity), ds.class_names)
     train_cfg = to_config(TrainConfig, stage.get("weakclip.train"))
     train_cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed + run_seed, progress=not in_worker())
-    transform = TrainTransform(**stage.get("weakclip.transform"), mean=model.cfg.image_mean, std=model.cfg.image_std)
+    transform = TrainTransform(**{**stage.get("weakclip.transform"), **(transform_overrides or {})},
+                               mean=model.cfg.image_mean, std=model.cfg.image_std)
     loss_params = dict(stage.get("weakclip.loss"))
     if in_worker():  # a worker has one core's share: its CRFs run in-process, not in a pool of their own
         loss_params["crf_workers"] = 1
