@@ -95,6 +95,11 @@ def candidate_params(profile: str, overrides: dict) -> dict:
     return params
 
 
+def clone_head(work: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def scratch_clone(work: Path) -> Path:
     """A clone of this commit in `work` (reused when it already holds it: its DVC cache is the point)."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -173,10 +178,10 @@ def run_study(name: str, profile: str, work: Path, out_dir: Path) -> pd.DataFram
     frame["own_cost_s"] = own_costs(frame["stage_seconds"].map(json.loads))
     label = f"{study.score[1]} {study.score[2]}"
     frame["chosen"] = choose(frame, label)
-    env = environment()
+    env = environment()  # this process's device and time; the commit is the scratch clone's, where the stages ran
     frame = frame.assign(study=name, profile=profile, split="dev (score) / dev_val (stage 3)",
                          score=label, rule=f"cheapest within max(1 std of the best, {MIN_TIE}) of the best",
-                         git_sha=env["git"]["sha"], device=device_label(env["device"]), timestamp=env["timestamp"])
+                         git_sha=clone_head(work), device=device_label(env["device"]), timestamp=env["timestamp"])
     with atomic_path(out_dir / f"{name}.csv", suffix=".csv") as tmp:
         frame.to_csv(tmp, index=False)
     return frame
