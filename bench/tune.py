@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,13 +106,18 @@ def scratch_clone(work: Path) -> Path:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
     if (work / ".git").is_dir():
-        # the clone's own dvc.lock says which stages its last candidate ran with what: keep it across the
-        # checkout, so stages the new commit does not change are not run again
-        lock = (work / "dvc.lock").read_bytes() if (work / "dvc.lock").is_file() else None
-        subprocess.run(["git", "fetch", "-q", str(REPO_ROOT), head], cwd=work, check=True)
-        subprocess.run(["git", "checkout", "-q", "--force", head], cwd=work, check=True)
-        if lock is not None:
-            (work / "dvc.lock").write_bytes(lock)
+        # the clone's own dvc.lock and results/ say which stages its last candidate ran with what, and hold
+        # those stages' outputs: keep both across the checkout, so stages the new commit does not change are
+        # not run again
+        with tempfile.TemporaryDirectory() as keep:
+            kept = [p for p in (work / "dvc.lock", work / "results") if p.exists()]
+            for p in kept:
+                shutil.move(str(p), Path(keep) / p.name)
+            subprocess.run(["git", "fetch", "-q", str(REPO_ROOT), head], cwd=work, check=True)
+            subprocess.run(["git", "checkout", "-q", "--force", head], cwd=work, check=True)
+            for p in kept:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                shutil.move(str(Path(keep) / p.name), str(p))
     else:
         subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(work)], check=True)
         subprocess.run(["git", "checkout", "-q", head], cwd=work, check=True)
