@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weakclip.core.config import config_from
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -68,12 +70,12 @@ def pair_affinity(feats: torch.Tensor, offsets) -> torch.Tensor:
     return torch.stack(out, 1)
 
 
-def load_affinity_net(checkpoint: str, cfg_cls, make_config):
+def load_affinity_net(checkpoint: str, cfg_cls):
     """(model in eval mode on CPU, config) from a random_walk.fit checkpoint."""
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"random_walk checkpoint not found: {checkpoint} (run baselines.random_walk.fit)")
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    c = make_config(cfg_cls, ckpt["cfg"])
+    c = config_from(cfg_cls, ckpt["cfg"])
     model = AffinityNet(c.backbone, c.embed_dim, None)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), c

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from weakclip.core.config import config_from
+
 from .clip_dense import dense_forward, load_clip, preprocess
-from .common import background_score, make_config, present_mask, probs_from_scores
+from .common import background_score, present_mask, probs_from_scores
 
 
 def attention_affinity(attentions: list, blocks: int = 8, sinkhorn_iters: int = 3) -> torch.Tensor:
@@ -100,7 +102,7 @@ def refine(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, attention: t
     min-max normalised there (as CLIP-ES does its own CAMs), refined, min-max normalised and upsampled;
     background (1 - max)^t. `attention`: an optional precomputed (N, N) transition matrix on a grid that
     divides the image (skips the CLIP forward; used in tests)."""
-    c = make_config(CAAConfig, cfg)
+    c = config_from(CAAConfig, cfg)
     H, W = image.shape[:2]
     if attention is None:
         atts, grid = clip_attentions(image, c)

@@ -21,11 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from weakclip.io import atomic_path
-from weakclip.optim import adamw
+from weakclip.core.config import config_from
+from weakclip.core.io import atomic_path
+from weakclip.core.optim import adamw
 
 from .clip_dense import resolve_device
-from .common import assemble_cams, check_sample, iter_samples, make_config, save_cams
+from .common import assemble_cams, check_sample, iter_samples, save_cams
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -94,7 +95,7 @@ def _train_view(image: np.ndarray, cfg: CAMConfig, rng: np.random.Generator) -> 
 
 def fit(dataset, cfg: dict | CAMConfig, out_path: str, progress: bool = True) -> dict:
     """Train the classifier on (image, labels) of `dataset`; save {"cfg", "state_dict", "history"} to out_path."""
-    c = make_config(CAMConfig, cfg)
+    c = config_from(CAMConfig, cfg)
     torch.manual_seed(c.seed)
     rng = np.random.default_rng(c.seed)
     dev = resolve_device(c.device)
@@ -141,7 +142,7 @@ def load_cam_model(checkpoint: str, device: str = "auto") -> tuple[CAMNet, CAMCo
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"cam classifier checkpoint not found: {checkpoint} (run baselines.cam.fit first)")
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    c = make_config(CAMConfig, ckpt["cfg"], device=device, backbone_weights=None)
+    c = config_from(CAMConfig, ckpt["cfg"], device=device, backbone_weights=None)
     model = CAMNet(c)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(resolve_device(device)).eval(), c
@@ -176,7 +177,7 @@ def generate(sample_iter: Iterable[dict], out_dir: str, checkpoint: str | None =
     if set(overrides) - allowed:
         raise ValueError(f"cam.generate: unknown options {sorted(set(overrides) - allowed)}; allowed {allowed}")
     model, c = load_cam_model(checkpoint, device)
-    c = make_config(CAMConfig, c, **overrides)
+    c = config_from(CAMConfig, c, **overrides)
     out_dir, n, t0 = Path(out_dir), 0, time.perf_counter()
     for sample in tqdm(iter_samples(sample_iter), desc="cam", disable=not progress):
         sid, image, labels = check_sample(sample, c.num_classes)

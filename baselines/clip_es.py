@@ -20,9 +20,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from weakclip.core.config import config_from
+
 from .caa import apply_caa, attention_affinity, upsample_minmax
 from .clip_dense import dense_forward, grad_cam, load_clip, preprocess, text_embeddings
-from .common import assemble_cams, background_score, check_sample, iter_samples, make_config, save_cams
+from .common import assemble_cams, background_score, check_sample, iter_samples, save_cams
 
 # CLIP-ES's background categories for VOC.
 BACKGROUND_PROMPTS = ("ground", "land", "grass", "tree", "building", "wall", "sky", "lake", "water", "river",
@@ -115,7 +117,7 @@ class ClipES:
 
 def generate(sample_iter: Iterable[dict], out_dir: str, progress: bool = True, **cfg) -> dict:
     """Write `<out_dir>/<id>.npy` contract CAMs for every sample; returns a summary dict."""
-    c = make_config(ClipESConfig, cfg)
+    c = config_from(ClipESConfig, cfg)
     runner = ClipES(c)
     out_dir = Path(out_dir)
     n, t0, gsum = 0, time.perf_counter(), 0.0

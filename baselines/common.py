@@ -7,7 +7,6 @@ against that contract and raises an error naming the file.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -15,30 +14,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from weakclip.io import atomic_path
+from weakclip.core.io import atomic_path
 
 T = TypeVar("T")
-
-
-def make_config(cls: type[T], cfg: dict | T | None = None, **overrides) -> T:
-    """Build config dataclass `cls` from a dict (or an instance) plus keyword overrides.
-
-    Unknown keys are an error naming them; lists become tuples where the field default is a tuple
-    (YAML has no tuples).
-    """
-    if isinstance(cfg, cls):
-        base = dataclasses.asdict(cfg)
-    else:
-        base = dict(cfg or {})
-    base.update(overrides)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(base) - set(fields))
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown config keys {unknown}; known: {sorted(fields)}")
-    for name, value in base.items():
-        if isinstance(value, list) and isinstance(fields[name].default, tuple):
-            base[name] = tuple(value)
-    return cls(**base)
 
 
 def iter_samples(samples: Iterable[dict] | Any) -> Iterator[dict]:

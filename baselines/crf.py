@@ -1,16 +1,16 @@
-"""`crf` refiner: dense CRF (Krähenbühl & Koltun 2011) of the seed probabilities via weakclip.crf.
+"""`crf` refiner: dense CRF (Krähenbühl & Koltun 2011) of the seed probabilities via weakclip.core.crf.
 
-Presets (weakclip.crf.CRF_PRESETS): psa (Gaussian 3/3, bilateral 80/13/10), deeplab (1/3, 67/3/4),
+Presets (weakclip.core.crf.CRF_PRESETS): psa (Gaussian 3/3, bilateral 80/13/10), deeplab (1/3, 67/3/4),
 weakclip_voc (3/3, 83/5/3); 10 mean-field iterations. The CRF sees the real RGB image (never a
 mean-subtracted one cast to uint8). Parallelism: `refine_folder(..., "crf", ...)` runs one image per
-process over all cores; `weakclip.crf.dense_crf_many` does the same for in-memory batches.
+process over all cores; `weakclip.core.crf.dense_crf_many` does the same for in-memory batches.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from weakclip.crf import dense_crf
-from weakclip.io import IGNORE_INDEX
+from weakclip.core.crf import dense_crf
+from weakclip.core.io import IGNORE_INDEX
 
 from .common import present_mask, probs_from_scores, scores_with_background
 

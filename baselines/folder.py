@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from weakclip.io import IGNORE_INDEX, load_mask
+from weakclip.core.io import IGNORE_INDEX, load_mask
 
 from .common import (
     assemble_cams,

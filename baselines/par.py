@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from weakclip.io import IGNORE_INDEX
+from weakclip.core.io import IGNORE_INDEX
 
 from .common import present_mask
 

@@ -31,13 +31,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from weakclip.crf import CRFParams, dense_crf
-from weakclip.io import IGNORE_INDEX, atomic_path
-from weakclip.optim import adamw
+from weakclip.core.config import config_from
+from weakclip.core.crf import CRFParams, dense_crf
+from weakclip.core.io import IGNORE_INDEX, atomic_path
+from weakclip.core.optim import adamw
 
 from .affinity_net import AffinityNet, load_affinity_net, pair_affinity
 from .clip_dense import resolve_device
-from .common import check_sample, iter_samples, load_cams, make_config, present_mask
+from .common import check_sample, iter_samples, load_cams, present_mask
 
 IRN_LABEL_CRF = CRFParams(3, 3, 50, 5, 10, 10)  # IRN imutils.crf_inference_label
 STRIDE = 4  # the affinity map's stride (AffinityNet.forward)
@@ -191,7 +192,7 @@ def _crop(image: np.ndarray, label: np.ndarray, size: int, rng) -> tuple[np.ndar
 
 def fit(dataset, cam_dir: str, cfg: dict | RWConfig, out_path: str, progress: bool = True) -> dict:
     """Train the affinity network from the seeds in cam_dir; save {"cfg", "state_dict", "history"}."""
-    c = make_config(RWConfig, cfg)
+    c = config_from(RWConfig, cfg)
     torch.manual_seed(c.seed)
     rng = np.random.default_rng(c.seed)
     dev = resolve_device(c.device)
@@ -298,12 +299,12 @@ def refine(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, checkpoint: 
     if checkpoint is None:
         raise ValueError("random_walk.refine: checkpoint= (the file written by random_walk.fit) is required")
     if checkpoint not in _CACHE:
-        _CACHE[checkpoint] = load_affinity_net(checkpoint, RWConfig, make_config)
+        _CACHE[checkpoint] = load_affinity_net(checkpoint, RWConfig)
     model, c = _CACHE[checkpoint]
     allowed = {"beta", "exp_times", "bg_score", "dense_max_nodes", "geometry"}
     if set(overrides) - allowed:
         raise ValueError(f"random_walk.refine: unknown options {sorted(set(overrides) - allowed)}")
-    c = make_config(RWConfig, c, **overrides)
+    c = config_from(RWConfig, c, **overrides)
     H, W = image.shape[:2]
     keep = present_mask(labels)
     if not keep[1:].any():  # no foreground label (COCO has such images): all background, nothing to walk

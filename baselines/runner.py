@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from weakclip.io import IGNORE_INDEX, save_mask, save_probs
+from weakclip.core.io import IGNORE_INDEX, save_mask, save_probs
 
 from .common import check_sample, iter_samples, load_cams
 

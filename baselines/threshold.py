@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from weakclip.io import IGNORE_INDEX
+from weakclip.core.io import IGNORE_INDEX
 
 from .common import present_mask, probs_from_scores, scores_with_background
 

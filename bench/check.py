@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from weakclip.io import atomic_path
+from weakclip.core.io import atomic_path
 
 from .claims import claims
 from .params import get, load_params

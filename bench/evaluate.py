@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.data.base import read_id_list
 from bench.metrics import PRED_IGNORE_MODES, evaluate_masks
 from bench.provenance import environment
-from weakclip.io import write_json
+from weakclip.core.io import write_json
 
 
 def run(

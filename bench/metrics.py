@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from weakclip.io import IGNORE_INDEX, load_mask
+from weakclip.core.io import IGNORE_INDEX, load_mask
 
 PRED_IGNORE_MODES = ("background", "ignore", "miss")
 

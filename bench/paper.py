@@ -55,7 +55,7 @@ PAPER_TRAINABLE_SHARE = 0.124  # "12.4% of parameters trained" (paper)
 RELEASE_DIFFERENCES = [
     ("stage-3 backbone", "ResNet-38 (DeepLab-LargeFOV)", "ResNet-101 from timm ImageNet weights (DeepLab-LargeFOV)"),
     ("checkpoint", "picked by ground-truth val mIoU (iteration 8k of 20k)", "the last iteration, fixed in advance"),
-    ("precision", "fp32", "bf16 autocast where the GPU has it natively (weakclip/precision.py); fp32 elsewhere"),
+    ("precision", "fp32", "bf16 autocast where the GPU has it natively (weakclip/core/precision.py); fp32 elsewhere"),
     ("seeds", "MCTformer-V2 masks", "the masks you pass with --seed-masks; without them CLIP-ES's, said on every row"),
 ]
 

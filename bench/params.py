@@ -1,7 +1,6 @@
 """Reading params.yaml (the active profile) and turning sections into config dataclasses."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,17 +33,3 @@ def get(params: dict, dotted: str, default: Any = ...) -> Any:
             raise KeyError(f"params.yaml: missing key {dotted!r}")
         node = node[part]
     return node
-
-
-def to_config(cls: type[T], section: dict | None, **overrides) -> T:
-    """Build dataclass `cls` from a params section; unknown keys are an error naming them."""
-    section = dict(section or {})
-    section.update(overrides)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(section) - fields)
-    if unknown:
-        raise ValueError(f"params for {cls.__name__}: unknown keys {unknown}; known: {sorted(fields)}")
-    for f in dataclasses.fields(cls):  # YAML lists -> tuples where the dataclass default is a tuple
-        if f.name in section and isinstance(section[f.name], list) and isinstance(f.default, tuple):
-            section[f.name] = tuple(section[f.name])
-    return cls(**section)

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from weakclip.io import VOC_PALETTE, atomic_path
+from weakclip.core.io import VOC_PALETTE, atomic_path
 
 
 def _save(fig, path: Path) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from weakclip.io import write_text
+from weakclip.core.io import write_text
 
 from .provenance import REPO_ROOT
 from .setup_check import FLAGS, SetupReport, check_setup, get_param, resolve_path

@@ -91,7 +91,7 @@ def device_description() -> dict:
         idx = torch.cuda.current_device()
         return {"type": "cuda", "name": torch.cuda.get_device_name(idx), "count": torch.cuda.device_count(),
                 "cuda": torch.version.cuda}
-    from weakclip.precision import native_bf16
+    from weakclip.core.precision import native_bf16
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"type": "cpu", "name": cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from weakclip.io import write_text
+from weakclip.core.io import write_text
 
 from . import plots
 from .claims import claims_across_profiles, claims_table

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from weakclip.io import atomic_path, write_json
+from weakclip.core.io import atomic_path, write_json
 
 from .provenance import device_label, environment
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from weakclip.core.precision import autocast as precision_autocast
 from weakclip.model import WeakCLIPConfig
-from weakclip.precision import autocast as precision_autocast
 
 from .data import VOC_CLASSES
 from .results import make_row, write_rows

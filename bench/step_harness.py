@@ -10,7 +10,7 @@ a random batch for one configuration; `measure_configs` times several of them:
 - on a GPU (stable clocks, large models) one configuration at a time, so that each one's peak memory is its own.
 
 Precision: a configuration that asks for bf16 gets it only where the device computes bf16 natively
-(weakclip.precision); every result says which precision ran.
+(weakclip.core.precision); every result says which precision ran.
 """
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ import time
 import numpy as np
 import torch
 
+from weakclip.core.optim import adamw
+from weakclip.core.precision import autocast, precision_used
 from weakclip.losses import WeakCLIPLoss
 from weakclip.model import WeakCLIP, WeakCLIPConfig
-from weakclip.optim import adamw
-from weakclip.precision import autocast, precision_used
 
 
 @dataclasses.dataclass(frozen=True)

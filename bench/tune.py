@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from weakclip.io import atomic_path
+from weakclip.core.io import atomic_path
 
 from .profiles import PROFILES_DIR
 from .provenance import REPO_ROOT, device_label, environment

@@ -82,7 +82,7 @@ def write_voc_tree(
     `root`; returns root. Image i of a split has classes {i % (C-1) + 1, 0} and a 255 stripe."""
     from PIL import Image
 
-    from weakclip.io import save_mask
+    from weakclip.core.io import save_mask
 
     rng = np.random.default_rng(seed)
     h, w = size

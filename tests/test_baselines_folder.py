@@ -5,7 +5,7 @@ from PIL import Image
 
 from baselines import SEED_SOURCES, refine_folder
 from baselines.common import load_cams, save_cams
-from weakclip.io import load_mask, save_mask
+from weakclip.core.io import load_mask, save_mask
 
 K = 4
 

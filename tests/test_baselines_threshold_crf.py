@@ -4,7 +4,7 @@ import pytest
 
 from baselines import REFINERS, crf, refine_folder, threshold
 from baselines.common import save_cams
-from weakclip.io import load_mask
+from weakclip.core.io import load_mask
 
 
 def two_colour_image(h=32, w=48, edge=24, seed=0):
@@ -97,7 +97,7 @@ def test_refine_folder_pool_matches_single_process(tmp_path):
 
 
 def test_crf_params_name_a_bad_preset_or_field():
-    from weakclip.crf import CRFParams, crf_params
+    from weakclip.core.crf import CRFParams, crf_params
 
     assert crf_params({"gauss_sxy": 3, "bilateral_sxy": 80, "bilateral_srgb": 13}) == \
         CRFParams(3, 3, 80, 13, 10)  # unnamed fields keep their defaults

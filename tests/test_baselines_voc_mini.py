@@ -28,7 +28,7 @@ from baselines import REFINERS, SEED_SOURCES, TRAINERS, refine_folder
 from baselines.common import load_cams
 from bench.data import build_dataset
 from bench.metrics import evaluate_masks
-from weakclip.io import IGNORE_INDEX, load_mask, save_mask
+from weakclip.core.io import IGNORE_INDEX, load_mask, save_mask
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

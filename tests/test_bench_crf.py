@@ -12,8 +12,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 
-from weakclip.crf import dense_crf, dense_crf_many
-from weakclip.io import IGNORE_INDEX, load_image, load_mask
+from weakclip.core.crf import dense_crf, dense_crf_many
+from weakclip.core.io import IGNORE_INDEX, load_image, load_mask
 
 N_IMAGES, K = 8, 21
 

@@ -1,4 +1,4 @@
-"""The exact dense CRF (weakclip.crf_exact): the model written out pixel by pixel, pydensecrf's lattice,
+"""The exact dense CRF (weakclip.core.crf_exact): the model written out pixel by pixel, pydensecrf's lattice,
 the boundary loss built on it, and the same numbers on a GPU."""
 
 import math
@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from weakclip.crf import CRFParams, crf_params, dense_crf
-from weakclip.crf_exact import MAX_PIXELS, dense_crf_exact
+from weakclip.core.crf import CRFParams, crf_params, dense_crf
+from weakclip.core.crf_exact import MAX_PIXELS, dense_crf_exact
 from weakclip.losses import WeakCLIPLoss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

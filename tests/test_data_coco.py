@@ -20,7 +20,7 @@ from bench.data.coco import (
     unused_classes,
 )
 from bench.metrics import evaluate_masks
-from weakclip.io import save_mask
+from weakclip.core.io import save_mask
 
 ABSENT = [12, 26, 29, 30, 45, 66, 68, 69, 71, 83]
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from bench.data import VOC_CLASSES, VOCDataset, build_dataset, labels_from_mask, read_id_list
 from bench.metrics import evaluate_masks
-from weakclip.io import save_mask
+from weakclip.core.io import save_mask
 
 
 @pytest.fixture(scope="module")

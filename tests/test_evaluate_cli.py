@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bench.evaluate import main
-from weakclip.io import save_mask
+from weakclip.core.io import save_mask
 
 REPO = Path(__file__).resolve().parents[1]
 GT = np.array([[0, 0, 1, 1], [2, 2, 255, 1]], np.uint8)

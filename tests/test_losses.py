@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from weakclip.crf import dense_crf
+from weakclip.core.crf import dense_crf
 from weakclip.losses import (
     CRFPool,
     WeakCLIPLoss,

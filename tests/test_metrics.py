@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from bench.metrics import ConfusionMatrix, cam_to_mask, evaluate_masks, threshold_sweep
-from weakclip.io import save_mask
+from weakclip.core.io import save_mask
 
 # 3 classes; one gt-255 pixel (never scored) and one pred-255 pixel (gt class 1).
 GT = np.array([[0, 0, 1, 1], [2, 2, 255, 1]], np.uint8)

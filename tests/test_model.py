@@ -12,6 +12,7 @@ import weakclip.matching as matching_mod
 from bench.data.voc import VOC_CLASSES
 from weakclip.adapter import PyramidAdapter
 from weakclip.clip_towers import build_clip, get_tokenizer
+from weakclip.core.optim import adamw
 from weakclip.losses import WeakCLIPLoss
 from weakclip.model import (
     ABLATION_STEPS,
@@ -20,7 +21,6 @@ from weakclip.model import (
     WeakCLIPConfig,
     tiny_config,
 )
-from weakclip.optim import adamw
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -254,7 +254,7 @@ def test_param_groups_and_state(tiny_clip):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown config keys"):
         WeakCLIPConfig.from_dict({"arch": "tiny", "colour": 1})
     with pytest.raises(ValueError, match="fidelity"):
         WeakCLIPConfig(fidelity="preprint")
@@ -308,7 +308,7 @@ def test_inference_reuses_class_text_until_the_prompt_changes(tiny_clip, monkeyp
     assert len(encodes) == 2 and not torch.equal(changed, first)
     m(x)  # with autograd the prompt is always encoded (its gradient is needed)
     assert len(encodes) == 3
-    # torch's fused AdamW (weakclip.optim) updates in place without bumping the version counter: the
+    # torch's fused AdamW (weakclip.core.optim) updates in place without bumping the version counter: the
     # cache must still see the new context vectors.
     with torch.no_grad():
         before = m(x)["logits"]

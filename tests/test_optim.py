@@ -1,8 +1,8 @@
-"""weakclip.optim.adamw: the fused AdamW follows torch's reference AdamW step for step."""
+"""weakclip.core.optim.adamw: the fused AdamW follows torch's reference AdamW step for step."""
 
 import torch
 
-from weakclip.optim import adamw
+from weakclip.core.optim import adamw
 
 
 def test_fused_adamw_tracks_the_reference_implementation():

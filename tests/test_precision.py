@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from weakclip import precision
+from weakclip.core import precision
 
 
 @pytest.mark.parametrize("native,requested,used", [

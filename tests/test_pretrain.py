@@ -12,7 +12,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from weakclip.clip_towers import build_clip
-from weakclip.io import save_mask
+from weakclip.core.io import save_mask
 from weakclip.pretrain import (
     PretrainConfig,
     augment_batch,

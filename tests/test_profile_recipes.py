@@ -6,7 +6,7 @@ import yaml
 from baselines.random_walk import RWConfig
 from bench.params import get
 from bench.profiles import PROFILES_DIR
-from weakclip.crf import CRF_PRESETS
+from weakclip.core.crf import CRF_PRESETS
 
 
 def _profile(name):

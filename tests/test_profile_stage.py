@@ -67,7 +67,7 @@ def test_voc_schedule_minutes_only_for_the_voc_recipes_step():
 
 
 def test_rows_record_the_precision_that_ran_and_the_ratio_to_release_faithful(monkeypatch):
-    monkeypatch.setattr("weakclip.precision._cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("weakclip.core.precision._cpu_has_native_bf16", lambda: False)
     perf = {"impls": ["torch"], "precisions": ["fp32", "bf16"], "batch_size": 2, "image_size": 64, "iters": 4,
             "warmup": 1, "rounds": 2, "crf_workers": 1}
     configs = profile_configs(perf, torch.device("cpu"))

@@ -3,7 +3,8 @@ import pytest
 import yaml
 
 from bench import profiles
-from bench.params import load_params, to_config
+from bench.params import load_params
+from weakclip.core.config import config_from
 
 
 def test_every_profile_is_a_complete_params_file():
@@ -99,8 +100,8 @@ def test_to_config_names_unknown_keys():
     from weakclip.train import TrainConfig
 
     with pytest.raises(ValueError, match="iteratons"):
-        to_config(TrainConfig, {"iteratons": 5})
-    assert to_config(TrainConfig, {"betas": [0.9, 0.99]}).betas == (0.9, 0.99)
+        config_from(TrainConfig, {"iteratons": 5})
+    assert config_from(TrainConfig, {"betas": [0.9, 0.99]}).betas == (0.9, 0.99)
 
 
 def test_stage_threads_setting():

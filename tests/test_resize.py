@@ -1,10 +1,10 @@
-"""weakclip.resize: the matrix form of bilinear resizing is F.interpolate's, values and gradients."""
+"""weakclip.core.resize: the matrix form of bilinear resizing is F.interpolate's, values and gradients."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from weakclip.resize import Upsample2x, bilinear_matrix, resize_bilinear, resize_bilinear_mm
+from weakclip.core.resize import Upsample2x, bilinear_matrix, resize_bilinear, resize_bilinear_mm
 
 SIZES = [((4, 5), (16, 20)), ((32, 32), (512, 512)), ((8, 7), (5, 9)), ((3, 3), (3, 3)), ((1, 6), (4, 1))]
 

@@ -18,7 +18,7 @@ from bench.data.voc import VOCDataset
 from bench.metrics import ConfusionMatrix, evaluate_masks
 from bench.segnet import SegNetConfig, build_segnet, load_segnet, predict_folder, predict_segnet, train_segnet
 from bench.segnet.train import make_optimizer, poly_lr
-from weakclip.io import save_mask
+from weakclip.core.io import save_mask
 
 K = 4
 CLASSES = ["background", "red", "green", "blue"]

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bench import profiles
 from bench.setup_check import check_setup
-from weakclip.io import save_mask
+from weakclip.core.io import save_mask
 
 H, W = 24, 32  # image size of the tiny trees
 FIT, SCORE, VAL = ["a", "b", "d"], ["a", "b"], ["c"]  # train_aug, train (within train_aug), val

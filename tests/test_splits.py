@@ -7,7 +7,7 @@ from bench.stages import evaluate_pseudo, methods
 from bench.stages.common import Stage
 from bench.stages.prepare import spread
 from bench.stages.splits import check_score_within_fit, protocol_dataset, scored_row_fields
-from weakclip.io import save_mask
+from weakclip.core.io import save_mask
 
 
 def _stage(root, **data) -> Stage:
@@ -15,7 +15,7 @@ def _stage(root, **data) -> Stage:
                                           "score_split": "train", "val_split": "val", "gt_masks": "SegmentationClass",
                                           **data},
               "seeds": {"main": "cam", "sources": ["cam"], "clip_es": {"caa": True}}, "refine": {"methods": ["crf"]},
-              "weakclip": {"variants": [], "ablation": []}, "run_seeds": [0]}
+              "weakclip": {"variants": [], "ablation": [], "deviations": []}, "run_seeds": [0]}
     return Stage("unit", params)
 
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weakclip.distributed import InfiniteSampler
-from weakclip.schedule import lr_at
+from weakclip.core.distributed import InfiniteSampler
+from weakclip.core.schedule import lr_at
 from weakclip.train import TrainConfig, load_model_weights, train
 
 K = 3
@@ -314,7 +314,7 @@ def test_tiny_weakclip_trains_resumes_and_infers(tmp_path):
     np.testing.assert_allclose(probs, predict_probs(ref_model, image, icfg), atol=1e-5)
     out = pseudo_masks(reloaded, data, tmp_path / "masks", icfg, workers=0, progress=False)
     assert out["n_images"] == 4
-    from weakclip.io import load_mask
+    from weakclip.core.io import load_mask
 
     assert load_mask(tmp_path / "masks/s0.png").max() < 3
     loss.close()

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from open_clip.tokenizer import SimpleTokenizer
 
-from weakclip.io import atomic_path
+from weakclip.core.io import atomic_path
 
 VIT_B16 = "ViT-B-16"
 TINY = "tiny"

@@ -9,7 +9,7 @@ an FPN neck, a Semantic-FPN head summing the levels at stride 4, dropout and a 1
 - Semantic-FPN head (Kirillov et al. 2019): a level at stride s gets max(1, log2(s/4)) stages of
   conv3x3 -> norm (BN or GN) -> ReLU, each followed by a 2x bilinear upsample while s > 4; levels are summed
   at stride 4, then Dropout2d(p) and a 1x1 conv give the K logits at stride 4.
-Bilinear resizes go through weakclip.resize (matrix products in training: a much faster backward).
+Bilinear resizes go through weakclip.core.resize (matrix products in training: a much faster backward).
 The levels need not be four: with the pyramid adapter off a single level at the patch stride is decoded.
 """
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weakclip.resize import Upsample2x, resize_bilinear
+from weakclip.core.resize import Upsample2x, resize_bilinear
 
 OUTPUT_STRIDE = 4
 

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from weakclip.crf import CRFParams, crf_params, default_workers, dense_crf
-from weakclip.io import save_mask
-from weakclip.io import save_probs as _save_probs_file
-from weakclip.precision import autocast, precision_used
+from weakclip.core.crf import CRFParams, crf_params, default_workers, dense_crf
+from weakclip.core.io import save_mask
+from weakclip.core.io import save_probs as _save_probs_file
+from weakclip.core.precision import autocast, precision_used
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,7 +47,7 @@ class InferConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     output_key: str = "logits"  # which entry of the model's output dict holds (B, K, h, w) logits
     device: str = "auto"
-    amp: str = "bf16"  # bf16 autocast where the device has native bf16 (weakclip.precision) | "none"
+    amp: str = "bf16"  # bf16 autocast where the device has native bf16 (weakclip.core.precision) | "none"
     # Zero the probabilities of classes absent from the image-level labels before the CRF. WeakCLIP
     # itself does not use labels at inference (the paper's pseudo masks come from the model alone),
     # so this is off by default; it exists to measure how much the labels would add.

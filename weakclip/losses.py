@@ -9,7 +9,7 @@ Seeds (B, H, W) with 255 = no cue are nearest-resized to the same size and one-h
   loss_size copy of the image (preset "weakclip_loss": Gaussian 3/3, bilateral 80/13/10, 10 iterations).
   The clip is applied in the log domain (identical values, no inf/nan gradients when P underflows).
   Q comes from pydensecrf on the CPU (``crf_backend="pydensecrf"``, the release's CRF) or from the same
-  model evaluated exactly on the logits' device (``"exact"``, weakclip.crf_exact: no host round trip);
+  model evaluated exactly on the logits' device (``"exact"``, weakclip.core.crf_exact: no host round trip);
 - aux      = cross-entropy of aux_logits (S / 0.07) upsampled to the crop, ignore 255;
 - total    = seeding + boundary + aux_weight * aux.
 """
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from weakclip.crf import crf_params, default_workers, dense_crf_many
-from weakclip.crf_exact import dense_crf_exact
-from weakclip.io import IGNORE_INDEX
-from weakclip.resize import resize_bilinear
+from weakclip.core.crf import crf_params, default_workers, dense_crf_many
+from weakclip.core.crf_exact import dense_crf_exact
+from weakclip.core.io import IGNORE_INDEX
+from weakclip.core.resize import resize_bilinear
 
 RATIO_MIN, RATIO_MAX = 0.05, 20.0
 
@@ -133,7 +133,7 @@ class WeakCLIPLoss:
     batch: "mask" (B, H, W) long seeds with 255 = no cue; "image_uint8" (B, H, W, 3) uint8 crop (any device).
     crf_workers: processes for the boundary-loss CRFs (None = all cores, 1 = in-process); call close() (or
     let the process end) to release the pool.
-    crf_backend: "pydensecrf" (CPU, permutohedral lattice; the release) or "exact" (weakclip.crf_exact, on
+    crf_backend: "pydensecrf" (CPU, permutohedral lattice; the release) or "exact" (weakclip.core.crf_exact, on
     the logits' device; the fast GPU configuration).
     """
 

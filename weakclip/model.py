@@ -26,6 +26,7 @@ from torch import nn
 
 from weakclip.adapter import DEFAULT_STRIDES, PyramidAdapter
 from weakclip.clip_towers import build_clip, encode_patch_tokens, freeze
+from weakclip.core.config import config_from
 from weakclip.decoder import TextGuidedDecoder
 from weakclip.matching import FIDELITIES, CoAttentionMatching
 from weakclip.prompt import PromptLearner
@@ -89,11 +90,7 @@ class WeakCLIPConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> WeakCLIPConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"WeakCLIPConfig: unknown keys {unknown}; known: {sorted(names)}")
-        return cls(**d)
+        return config_from(cls, d)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -40,9 +40,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from weakclip.clip_towers import build_clip, get_tokenizer, zero_shot_classifier
-from weakclip.io import atomic_path, load_image, load_mask
-from weakclip.optim import adamw
-from weakclip.schedule import lr_at
+from weakclip.core.io import atomic_path, load_image, load_mask
+from weakclip.core.optim import adamw
+from weakclip.core.schedule import lr_at
 
 
 @dataclass

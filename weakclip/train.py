@@ -7,7 +7,7 @@ cosine to 1e-6 with 1,500 linear warm-up iterations, seed 504; parameter groups 
 (the CLIP towers) are frozen.
 
 Exact resume: every source of randomness is a function of the iteration number. The sampler's
-stream is fixed by (seed, iteration) (weakclip.distributed.InfiniteSampler), each sample is
+stream is fixed by (seed, iteration) (weakclip.core.distributed.InfiniteSampler), each sample is
 loaded under RNGs seeded by its stream position, and the global RNGs are re-seeded from
 (seed, iteration, rank) at the start of every iteration, so an interrupted run resumed from
 `last.pt` follows the uninterrupted trajectory bit for bit on the CPU.
@@ -30,17 +30,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from weakclip.distributed import (
+from weakclip.core.distributed import (
     InfiniteSampler,
     SeededItems,
     cleanup_distributed,
     init_distributed,
     sample_seed,
 )
-from weakclip.io import atomic_path
-from weakclip.optim import adamw
-from weakclip.precision import precision_used
-from weakclip.schedule import lr_at, lr_scale_at
+from weakclip.core.io import atomic_path
+from weakclip.core.optim import adamw
+from weakclip.core.precision import precision_used
+from weakclip.core.schedule import lr_at, lr_scale_at
 
 
 @dataclass
@@ -59,7 +59,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int | None = None  # keep only the newest N ckpt_{it}.pt (None = all)
     log_every: int = 10
-    amp: str = "bf16"  # "bf16" autocast where the device has native bf16 (weakclip.precision), else fp32 | "none"
+    amp: str = "bf16"  # "bf16" autocast where the device has native bf16 (weakclip.core.precision), else fp32 | "none"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     deterministic: bool = False
     save_frozen: bool = False  # store the full state even when the model has head_state_dict()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weakclip.io import IGNORE_INDEX, load_image, load_mask
+from weakclip.core.io import IGNORE_INDEX, load_image, load_mask
 
 
 class SegDataset:

@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.data.base import labels_from_mask
 from bench.data.voc import VOCDataset
-from weakclip.io import IGNORE_INDEX, load_mask
+from weakclip.core.io import IGNORE_INDEX, load_mask
 
 # COCO's 80 categories: category id -> name (ids as in instances_*.json).
 COCO_CATEGORIES: dict[int, str] = {

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from bench.data.synthetic_shapes import SHAPES, SIGNATURES, TEXTURES, class_colours, hsv_to_rgb
 from bench.data.voc import VOC_CLASSES
-from weakclip.io import IGNORE_INDEX, atomic_path, save_mask, write_json, write_text
+from weakclip.core.io import IGNORE_INDEX, atomic_path, save_mask, write_json, write_text
 
 GENERATOR_VERSION = 2  # 2: larger objects, narrower hue windows (learnable by CPU-sized models)
 SPLITS = ("train", "val", "pretrain", "dev", "dev_val")  # the position is the split's stream code

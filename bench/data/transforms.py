@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from weakclip.io import IGNORE_INDEX
+from weakclip.core.io import IGNORE_INDEX
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.base import SegDataset, labels_from_mask, load_cls_labels, read_id_list
-from weakclip.io import load_mask
+from weakclip.core.io import load_mask
 
 VOC_CLASSES = [
     "background",

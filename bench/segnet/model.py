@@ -8,7 +8,7 @@ stride 8. WSSS papers (WeakCLIP included) train it on their pseudo masks and rep
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import timm
@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weakclip.resize import resize_bilinear
+from weakclip.core.config import config_from
+from weakclip.core.resize import resize_bilinear
 
 
 @dataclass
@@ -39,12 +40,12 @@ class SegNetConfig:
     dropout: float = 0.5
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
-    amp: bool = True  # bf16 autocast where the device has native bf16 (weakclip.precision), else fp32
+    amp: bool = True  # bf16 autocast where the device has native bf16 (weakclip.core.precision), else fp32
     checkpoint_every: int = 1000  # iterations between resumable checkpoints (last.pt)
     log_every: int = 20
     test_scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
     test_flip: bool = True
-    crf: str | None = "deeplab_voc_test"  # a weakclip.crf preset, or None for no test-time CRF
+    crf: str | None = "deeplab_voc_test"  # a weakclip.core.crf preset, or None for no test-time CRF
     crf_workers: int | None = None  # None: one CRF process per core
     num_workers: int = 4
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet, matching the backbone's weights
@@ -52,12 +53,7 @@ class SegNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> SegNetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"SegNetConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**d)
+        return config_from(cls, d)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from bench.segnet.model import SegNetConfig
-from weakclip.crf import crf_params, default_workers, dense_crf_many
-from weakclip.io import save_mask
-from weakclip.precision import autocast as precision_autocast
+from weakclip.core.crf import crf_params, default_workers, dense_crf_many
+from weakclip.core.io import save_mask
+from weakclip.core.precision import autocast as precision_autocast
 
 
 @torch.no_grad()

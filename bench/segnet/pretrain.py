@@ -23,7 +23,7 @@ import torch
 
 from baselines import cam
 from baselines.common import check_sample
-from weakclip.io import atomic_path
+from weakclip.core.io import atomic_path
 from weakclip.pretrain import chance_map, mean_ap
 
 

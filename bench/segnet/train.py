@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from bench.provenance import environment
 from bench.segnet.model import DeepLabLargeFOV, SegNetConfig, build_segnet
-from weakclip.io import IGNORE_INDEX, atomic_path, write_json, write_text
-from weakclip.optim import adamw
-from weakclip.precision import autocast as precision_autocast
-from weakclip.precision import precision_used
+from weakclip.core.io import IGNORE_INDEX, atomic_path, write_json, write_text
+from weakclip.core.optim import adamw
+from weakclip.core.precision import autocast as precision_autocast
+from weakclip.core.precision import precision_used
 
 CHECKPOINT = "last.pt"
 MODEL = "model.pt"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from weakclip.io import write_json
+from weakclip.core.io import write_json
 
 from ..params import get, load_params
 from ..provenance import REPO_ROOT, environment

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from weakclip.io import write_json
+from weakclip.core.io import write_json
 
 from .common import DATA, RESULTS, Stage, foreach_main, fresh_dir, publish_dir, rel
 from .parallel import train_per_seed

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from weakclip.io import load_mask
+from weakclip.core.io import load_mask
 
 from .. import plots
 from ..data.base import check_mask_values

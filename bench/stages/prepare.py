@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from weakclip.io import write_json, write_text
+from weakclip.core.io import write_json, write_text
 
 from ..data import build_dataset
 from ..results import write_metrics

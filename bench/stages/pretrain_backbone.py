@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from weakclip.io import write_json
+from weakclip.core.io import write_json
 
 from ..data import build_dataset
 from ..results import make_row, write_metrics, write_rows

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from weakclip.clip_towers import build_clip
-from weakclip.io import atomic_path, write_json, write_text
+from weakclip.core.config import config_from
+from weakclip.core.io import atomic_path, write_json, write_text
 from weakclip.pretrain import PretrainConfig, pretrain_clip
 
-from ..params import to_config
 from ..results import make_row, write_metrics, write_rows
 from .common import DATA, REPO_ROOT, RESULTS, Stage, run_stage
 
@@ -67,7 +67,7 @@ def run(stage: Stage) -> dict:
     clip_cfg = stage.get("clip")
     weights = REPO_ROOT / clip_cfg["weights"]
     if clip_cfg["arch"] == "tiny":
-        cfg = to_config(PretrainConfig, clip_cfg["pretrain"])
+        cfg = config_from(PretrainConfig, clip_cfg["pretrain"])
         (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
         metrics = pretrain_clip(REPO_ROOT / stage.data_cfg["root"], weights, cfg,
                                 log_path=RESULTS / "logs" / "pretrain_clip.jsonl")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from weakclip.core.config import config_from
+from weakclip.core.io import write_json
 from weakclip.infer import InferConfig, pseudo_masks
-from weakclip.io import write_json
 from weakclip.model import WeakCLIP
 from weakclip.train import load_model_weights
 
-from ..params import to_config
 from .common import DATA, Stage, foreach_main, fresh_dir, publish_dir
 from .splits import protocol_dataset
 from .train_weakclip import model_config
@@ -26,7 +26,7 @@ def infer_variant(stage: Stage, variant: str, model_dir: Path, out: Path, ablati
     ds = protocol_dataset(stage, "fit")
     model = WeakCLIP(model_config(stage, variant, ablation_fidelity), ds.class_names)
     load_model_weights(model, model_dir / "model.pt")
-    cfg = to_config(InferConfig, {**stage.get("weakclip.infer"), **(infer_overrides or {})},
+    cfg = config_from(InferConfig, {**stage.get("weakclip.infer"), **(infer_overrides or {})},
                     mean=model.cfg.image_mean, std=model.cfg.image_std)
     summary = pseudo_masks(model, ds, out, cfg, crf=stage.get("weakclip.crf"))
     write_json(out / "summary.json", {"variant": variant, "model": str(model_dir), **summary})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from baselines import REFINERS, TRAINERS, refine_folder
-from weakclip.io import write_json
+from weakclip.core.io import write_json
 
 from .common import DATA, REPO_ROOT, Stage, foreach_main, fresh_dir, publish_dir, seed_everything
 from .splits import protocol_dataset

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from baselines import SEED_SOURCES, TRAINERS
 from baselines.common import load_cams
-from weakclip.io import save_mask, write_json
+from weakclip.core.io import save_mask, write_json
 
 from .common import DATA, REPO_ROOT, Stage, foreach_main, fresh_dir, publish_dir, seed_everything
 from .splits import protocol_dataset

@@ -14,13 +14,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from weakclip.io import write_json
+from weakclip.core.config import config_from
+from weakclip.core.io import write_json
 from weakclip.losses import WeakCLIPLoss
 from weakclip.model import WeakCLIP, WeakCLIPConfig
 from weakclip.train import TrainConfig, train
 
 from ..data.transforms import TorchSegDataset, TrainTransform
-from ..params import to_config
 from .common import DATA, REPO_ROOT, RESULTS, Stage, foreach_main, publish_dir, seed_everything
 from .parallel import in_worker, report_progress, train_per_seed
 from .splits import protocol_dataset
@@ -58,7 +58,7 @@ def train_variant(stage: Stage, variant: str, run_seed: int, out: Path, log_path
     seed_everything(run_seed)
     ds = seed_mask_dataset(stage)
     model = WeakCLIP(model_config(stage, variant, ablation_fidelity), ds.class_names)
-    train_cfg = to_config(TrainConfig, stage.get("weakclip.train"))
+    train_cfg = config_from(TrainConfig, stage.get("weakclip.train"))
     train_cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed + run_seed, progress=not in_worker())
     transform = TrainTransform(**{**stage.get("weakclip.transform"), **(transform_overrides or {})},
                                mean=model.cfg.image_mean, std=model.cfg.image_std)

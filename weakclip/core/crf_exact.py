@@ -1,4 +1,4 @@
-"""The dense CRF of `weakclip.crf` computed exactly, in batches, on torch tensors (the GPU's boundary loss).
+"""The dense CRF of `weakclip.core.crf` computed exactly, in batches, on torch tensors (the GPU's boundary loss).
 
 pydensecrf filters with a permutohedral lattice, an approximation of the Gaussian kernels that runs on
 the CPU in O(N). On the boundary loss's small grid (64 x 64 = 4096 pixels on the VOC recipe) the kernels
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from weakclip.crf import CRFParams, crf_params
+from weakclip.core.crf import CRFParams, crf_params
 
 MAX_PIXELS = 128 * 128  # an N x N fp32 matrix of 1 GiB per image; the loss grid is 64 x 64 (64 MiB)
 
@@ -77,7 +77,7 @@ def dense_crf_exact(images: torch.Tensor, probs: torch.Tensor, params: str | CRF
         raise ValueError(f"dense_crf_exact: probs {tuple(probs.shape)} and images {tuple(images.shape)} differ")
     if h * w > MAX_PIXELS:
         raise ValueError(f"dense_crf_exact: a {h}x{w} grid exceeds {MAX_PIXELS} pixels (O(N^2) memory); "
-                         "use weakclip.crf.dense_crf (pydensecrf) for full-resolution images")
+                         "use weakclip.core.crf.dense_crf (pydensecrf) for full-resolution images")
     with torch.no_grad(), torch.autocast(probs.device.type, enabled=False):
         matrix = message_matrix(images.to(probs.device), p)  # (B, N, N)
         neg_unary = probs.detach().float().clamp(1e-8, 1.0).log().reshape(B, K, h * w).transpose(1, 2)
