@@ -22,10 +22,10 @@ from torch import nn
 from tqdm import tqdm
 
 from weakclip.core.config import config_from
+from weakclip.core.device import resolve_device
 from weakclip.core.io import atomic_path
 from weakclip.core.optim import adamw
 
-from .clip_dense import resolve_device
 from .common import assemble_cams, check_sample, iter_samples, save_cams
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

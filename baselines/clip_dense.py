@@ -16,14 +16,9 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.transformer import ResidualAttentionBlock
 
 from weakclip.clip_towers import build_clip, get_tokenizer, resize_pos_embed
+from weakclip.core.device import resolve_device
 
 _MODELS: dict = {}  # per-process cache: (arch, weights, overrides, device) -> (model, tokenizer)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def load_clip(arch: str, weights: str | None, overrides: dict | None, device: str = "auto"):

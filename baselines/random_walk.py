@@ -33,11 +33,11 @@ from tqdm import tqdm
 
 from weakclip.core.config import config_from
 from weakclip.core.crf import CRFParams, dense_crf
+from weakclip.core.device import resolve_device
 from weakclip.core.io import IGNORE_INDEX, atomic_path
 from weakclip.core.optim import adamw
 
 from .affinity_net import AffinityNet, load_affinity_net, pair_affinity
-from .clip_dense import resolve_device
 from .common import check_sample, iter_samples, load_cams, present_mask
 
 IRN_LABEL_CRF = CRFParams(3, 3, 50, 5, 10, 10)  # IRN imutils.crf_inference_label

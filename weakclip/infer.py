@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from weakclip.core.crf import CRFParams, crf_params, default_workers, dense_crf
+from weakclip.core.device import resolve_device
 from weakclip.core.io import save_mask
 from weakclip.core.io import save_probs as _save_probs_file
 from weakclip.core.precision import autocast, precision_used
@@ -60,12 +61,6 @@ class InferConfig:
             raise ValueError("InferConfig: scales must not be empty")
         if self.size_divisor <= 0:
             raise ValueError(f"InferConfig: size_divisor must be positive, got {self.size_divisor}")
-
-
-def _resolve_device(pref: str) -> torch.device:
-    if pref == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(pref)
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -138,7 +133,7 @@ def predict_probs(
         raise ValueError(f"predict_probs: image must be (H, W, 3), got {image_uint8.shape}")
     if device is None:  # where the model lives; cfg.device for a model without parameters
         first = next(iter(model.parameters()), None)
-        device = first.device if first is not None else _resolve_device(cfg.device)
+        device = first.device if first is not None else resolve_device(cfg.device)
     model.eval()
     h, w = image_uint8.shape[:2]
     img = torch.from_numpy(np.ascontiguousarray(image_uint8)).to(device).permute(2, 0, 1).float() / 255.0
@@ -218,7 +213,7 @@ def pseudo_masks(
     workers: CRF processes (0 = in this process; default all cores). Returns a summary dict."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     model.to(device).eval()
     params = crf_params(crf) if crf is not None else None
     workers = default_workers() if workers is None else workers

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from weakclip.core.config import config_from
+from weakclip.core.device import resolve_device
 from weakclip.core.resize import resize_bilinear
 
 
@@ -59,9 +60,7 @@ class SegNetConfig:
         return asdict(self)
 
     def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
 
 class DilatedConv3x3(nn.Conv2d):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from weakclip.core.device import resolve_device
 from weakclip.model import WeakCLIP, WeakCLIPConfig
 
 from ..data import VOC_CLASSES, build_dataset
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with run_stage("profile") as stage:
         perf = stage.get("perf")
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device("auto")
         section = dict(stage.get("weakclip.model"))
         section.update(arch=stage.get("clip.arch"), weights=str(REPO_ROOT / stage.get("clip.weights")))
         cfg = WeakCLIPConfig.from_dict(section)
