@@ -24,7 +24,8 @@ from tqdm import tqdm
 from weakclip.core.config import config_from
 from weakclip.core.device import resolve_device
 from weakclip.core.io import atomic_path
-from weakclip.core.optim import adamw
+from weakclip.core.optim import make_optimizer
+from weakclip.core.schedule import poly_factor
 
 from .common import assemble_cams, check_sample, iter_samples, save_cams
 
@@ -104,14 +105,9 @@ def fit(dataset, cfg: dict | CAMConfig, out_path: str, progress: bool = True) ->
     model = CAMNet(c).to(dev).train()
     groups = [{"params": model.backbone.parameters(), "lr": c.lr},
               {"params": model.classifier.parameters(), "lr": 10 * c.lr}]
-    if c.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
-    elif c.optimizer == "adamw":
-        opt = adamw(groups, lr=c.lr, weight_decay=c.weight_decay)
-    else:
-        raise ValueError(f"cam: optimizer must be sgd|adamw, got {c.optimizer!r}")
+    opt = make_optimizer(groups, c.optimizer, c.lr, c.weight_decay, what="cam: optimizer")
     steps = c.epochs * max(1, n // c.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (1 - i / steps) ** 0.9)  # IRN poly
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: poly_factor(i, steps))  # IRN's poly
     history, t0, step = [], time.perf_counter(), 0
     bar = tqdm(total=steps, desc="cam.fit", disable=not progress)
     for _ in range(c.epochs):

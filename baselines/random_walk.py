@@ -35,7 +35,8 @@ from weakclip.core.config import config_from
 from weakclip.core.crf import CRFParams, dense_crf
 from weakclip.core.device import resolve_device
 from weakclip.core.io import IGNORE_INDEX, atomic_path
-from weakclip.core.optim import adamw
+from weakclip.core.optim import OPTIMIZERS, make_optimizer
+from weakclip.core.schedule import poly_factor
 
 from .affinity_net import AffinityNet, load_affinity_net, pair_affinity
 from .common import check_sample, iter_samples, load_cams, present_mask
@@ -140,8 +141,8 @@ class RWConfig:
 
     def __post_init__(self):
         check_geometry(self.geometry)
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"random_walk: optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"random_walk: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 def pair_labels(label: np.ndarray, offsets) -> tuple[np.ndarray, ...]:
@@ -209,12 +210,9 @@ def fit(dataset, cam_dir: str, cfg: dict | RWConfig, out_path: str, progress: bo
     radius = walk_radius(c.radius, c.geometry, -(-c.crop_size // STRIDE))  # pairs are drawn on the crop's map
     offsets = half_offsets(radius)
     model = AffinityNet(c.backbone, c.embed_dim, c.backbone_weights).to(dev).train()
-    if c.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-    else:
-        opt = adamw(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.weight_decay, c.momentum, "random_walk: optimizer")
     steps_per_epoch = max(1, len(data) // c.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (1 - i / (c.epochs * steps_per_epoch)) ** 0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: poly_factor(i, c.epochs * steps_per_epoch))
     history = []
     bar = tqdm(total=c.epochs * steps_per_epoch, desc="random_walk.fit", disable=not progress)
     for _ in range(c.epochs):

@@ -23,19 +23,15 @@ from tqdm import tqdm
 from bench.provenance import environment
 from bench.segnet.model import DeepLabLargeFOV, SegNetConfig, build_segnet
 from weakclip.core.io import IGNORE_INDEX, atomic_path, write_json, write_text
-from weakclip.core.optim import adamw
+from weakclip.core.optim import make_optimizer as build_optimizer
 from weakclip.core.precision import autocast as precision_autocast
 from weakclip.core.precision import precision_used
+from weakclip.core.schedule import poly_factor
 
 CHECKPOINT = "last.pt"
 MODEL = "model.pt"
 LOG = "train_log.jsonl"
 SUMMARY = "train_summary.json"
-
-
-def poly_lr(base_lr: float, it: int, total: int, power: float) -> float:
-    """DeepLab's poly schedule: base_lr * (1 - it/total)^power, it = 0..total-1."""
-    return base_lr * (1.0 - it / total) ** power
 
 
 def make_optimizer(model: DeepLabLargeFOV, cfg: SegNetConfig) -> torch.optim.Optimizer:
@@ -46,11 +42,7 @@ def make_optimizer(model: DeepLabLargeFOV, cfg: SegNetConfig) -> torch.optim.Opt
     groups = [{"params": backbone, "lr_mult": 1.0}, {"params": head, "lr_mult": cfg.head_lr_mult}]
     for g in groups:
         g["lr"] = cfg.lr * g["lr_mult"]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return adamw(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"segnet: optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
+    return build_optimizer(groups, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, "segnet: optimizer")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -182,7 +174,7 @@ def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path,
             disable=not progress,
         )
         for it, batch in enumerate(bar, start=start):
-            lr = poly_lr(cfg.lr, it, cfg.iterations, cfg.poly_power)
+            lr = cfg.lr * poly_factor(it, cfg.iterations, cfg.poly_power)
             set_lr(optimizer, lr)
             torch.manual_seed(_stream_seed(cfg.seed, 1 << 30, it))  # dropout: a function of the iteration
             images = batch["image"].to(device, non_blocking=True)  # (B, 3, H, W)

@@ -1,4 +1,5 @@
-"""Learning-rate schedule: linear warm-up, then cosine annealing to a floor.
+"""Learning-rate schedules: linear warm-up then cosine annealing to a floor (WeakCLIP, the tiny CLIP), and
+DeepLab's poly decay (stage 3, IRN's CAM and affinity networks).
 
 This follows the mmcv/mmseg semantics used by the WeakCLIP release (`CosineAnnealing` with
 `min_lr`, `warmup='linear'`): the cosine curve runs over *all* iterations from 0, and during the
@@ -53,3 +54,10 @@ def lr_scale_at(
     if base_lr <= 0:
         raise ValueError(f"lr_scale_at: base_lr must be positive, got {base_lr}")
     return lr_at(it, base_lr, total_iters, min_lr, warmup_iters, warmup_ratio) / base_lr
+
+
+def poly_factor(it: int, total_iters: int, power: float = 0.9) -> float:
+    """DeepLab's poly decay: the factor (1 - it / total)^power applied to each group's base rate, it = 0..total-1."""
+    if total_iters <= 0:
+        raise ValueError(f"poly_factor: total_iters must be positive, got {total_iters}")
+    return (1.0 - it / total_iters) ** power
