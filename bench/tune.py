@@ -41,7 +41,7 @@ from .provenance import REPO_ROOT, device_label, environment
 TUNING = {  # the reported splits never appear in a tuning run
     "data.fit_split": "dev", "data.score_split": "dev", "data.val_split": "dev_val",
     "clip.pretrain.eval_split": "dev_val", "segnet.pretrain.eval_split": "dev_val",
-    "run_seeds": [0, 1], "weakclip.variants": ["release"], "weakclip.ablation": [],
+    "run_seeds": [0, 1], "weakclip.variants": ["release"], "weakclip.ablation": [], "weakclip.deviations": [],
     "parallel.jobs": 2,
 }
 MIN_TIE = 0.005  # half a point of mIoU
