@@ -75,6 +75,23 @@ STUDIES: dict[str, Study] = {
         {f"backbone {e} epochs, {n} iterations": {"segnet.pretrain.epochs": e, "segnet.config.iterations": n}
          for e, n in ((3, 100), (1, 100), (3, 60), (2, 100))},
         also=[("final", "seeds:cam", "miou"), ("pretrain_backbone", "backbone:resnet10t", "classification.map")]),
+    # The ci profile's own choices (run with --profile ci): its values are the first candidates.
+    "ci_clip_steps": Study(
+        "evaluate_pseudo", ("pseudo_masks", "weakclip[release]", "miou"),
+        {f"steps {n}": {"clip.pretrain.steps": n} for n in (400, 200)},
+        also=[("pretrain_clip", "clip:tiny", "zero_shot.map")]),
+    "ci_cam_epochs": Study(
+        "evaluate_pseudo", ("pseudo_masks", "seeds:cam", "miou"),
+        {f"{n} epochs": {"seeds.cam.epochs": n} for n in (6, 3)},
+        also=[("pseudo_masks", "weakclip[release]", "miou")]),
+    "ci_weakclip_iterations": Study(
+        "evaluate_pseudo", ("pseudo_masks", "weakclip[release]", "miou"),
+        {f"{n} iterations": {"weakclip.train.iterations": n} for n in (300, 150)}),
+    "ci_stage3": Study(
+        "evaluate_final", ("final", "weakclip[release]", "miou"),
+        {f"backbone {e} epochs, {n} iterations": {"segnet.pretrain.epochs": e, "segnet.config.iterations": n}
+         for e, n in ((3, 200), (3, 100), (1, 200))},
+        also=[("final", "seeds:cam", "miou")]),
 }
 
 

@@ -1,0 +1,51 @@
+"""The tuning harness's pure parts: candidates never touch the reported splits, and the choice rule."""
+import json
+
+import pandas as pd
+import pytest
+
+from bench import tune
+
+
+def test_every_candidate_runs_on_the_tuning_splits_only():
+    for name, study in tune.STUDIES.items():
+        profile = "ci" if name.startswith("ci_") else "synthetic"
+        for overrides in study.candidates.values():
+            params = tune.candidate_params(profile, overrides)
+            data = params["data"]
+            assert (data["fit_split"], data["score_split"], data["val_split"]) == ("dev", "dev", "dev_val")
+            assert params["clip"]["pretrain"]["eval_split"] == "dev_val"
+            assert params["segnet"]["pretrain"]["eval_split"] == "dev_val"
+            assert data["synthetic"]["dev"] > 0 and data["synthetic"]["dev_val"] > 0
+
+
+def test_each_study_starts_from_the_profiles_own_value():
+    for name, study in tune.STUDIES.items():
+        profile = "ci" if name.startswith("ci_") else "synthetic"
+        first = next(iter(study.candidates.values()))
+        base = tune.candidate_params(profile, {})
+        assert tune.candidate_params(profile, first) == base, name
+
+
+def test_a_misspelt_section_is_an_error():
+    with pytest.raises(KeyError, match="no section 'weakclipp'"):
+        tune.candidate_params("synthetic", {"weakclipp.train.lr": 0.1})
+
+
+def _rows(means, stds, costs):
+    label = "m miou"
+    return pd.DataFrame({f"{label} mean": means, f"{label} std": stds, "own_cost_s": costs}), label
+
+
+def test_the_cheapest_candidate_within_noise_of_the_best_is_chosen():
+    rows, label = _rows([0.60, 0.598, 0.55], [0.004, 0.004, 0.004], [300.0, 200.0, 100.0])
+    assert list(tune.choose(rows, label)) == [False, True, False]  # 0.598 is within 0.5 point; 0.55 is not
+    rows, label = _rows([0.60, 0.59, 0.55], [0.02, 0.01, 0.01], [300.0, 200.0, 100.0])
+    assert list(tune.choose(rows, label)) == [False, True, False]  # tie = the best's std, 2 points
+    rows, label = _rows([0.60, 0.59], [0.001, 0.001], [300.0, 200.0])
+    assert list(tune.choose(rows, label)) == [True, False]  # a point worse: the best, however costly
+
+
+def test_own_cost_counts_only_the_stages_every_candidate_ran():
+    ran = pd.Series([json.dumps({"prepare": 10, "train": 100, "eval": 5}), json.dumps({"train": 50, "eval": 5})])
+    assert tune.own_costs(ran.map(json.loads)) == [105.0, 55.0]
