@@ -226,6 +226,25 @@ def format_table(table: pd.DataFrame) -> str:
     return table[TABLE_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
+SPREAD_MULTIPLE = 3.0  # tolerance = SPREAD_MULTIPLE standard errors of the run-seed mean, at least the floor
+
+
+def suggested_tolerances(rows: pd.DataFrame, floor: float, stages=("pseudo_mask", "final")) -> list[str]:
+    """A params gate per trained method, its tolerance from the measured run-seed spread: max(3 standard errors
+    of the mean over run seeds, floor), with the numbers it came from in a comment. Deterministic methods
+    (one value) get the floor: what moves them is the host (a float's last bits), not the seed."""
+    lines = []
+    sel = rows[rows["stage"].isin(stages) & (rows["metric"] == "miou")]
+    for (stage, method), g in sel.groupby(["stage", "method"]):
+        n, std = len(g), float(g["value"].std()) if len(g) > 1 else 0.0
+        if n < 2:
+            continue
+        tolerance = max(SPREAD_MULTIPLE * std / n ** 0.5, floor)
+        lines.append(f'- {{stage: {stage}, metric: miou, methods: ["{method}"], kind: abs, '
+                     f'tolerance: {tolerance:.3f}}}   # run-seed std {std * 100:.2f} points over {n} seeds')
+    return lines
+
+
 def read_reference(path: Path, gates: list[dict]) -> pd.DataFrame:
     """A reference CSV. A file written before device scopes existed takes each row's scope from the current
     gates; its device-bound rows name no device, so no run can match them (they are another machine's)."""
@@ -243,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", default=None, help="reference CSV (default: results/reference/<profile>.csv)")
     ap.add_argument("--update-reference", action="store_true", help="write the reference from current results")
     ap.add_argument("--out", default=None, help="also write the comparison table to this CSV")
+    ap.add_argument("--suggest-tolerances", type=float, metavar="FLOOR", default=None,
+                    help="print per-method mIoU gates with tolerances from the run-seed spread (at least FLOOR)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -253,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     current = current_numbers(results, profile)
     orderings = claims(result_rows(results, profile)) if get(params, "check.claims", True) else pd.DataFrame()
 
+    if args.suggest_tolerances is not None:
+        print("\n".join(suggested_tolerances(result_rows(results, profile), args.suggest_tolerances)))
+        return 0
     old = read_reference(ref_path, gates) if ref_path.is_file() else None
     if args.update_reference:
         reference = updated_reference(old, current, gates, environment()["git"]["sha"], orderings)

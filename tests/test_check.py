@@ -304,3 +304,13 @@ def test_an_ordering_within_its_run_seed_noise_is_not_gated(tmp_path, capsys):
     assert check.main(args) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if "training-free refiners" in ln)
     assert "not gated" in line
+
+
+def test_tolerances_suggested_from_the_run_seed_spread():
+    rows = pd.DataFrame([{"stage": "pseudo_mask", "metric": "miou", "method": "weakclip[release]", "value": v}
+                         for v in (0.60, 0.62, 0.64)] +
+                        [{"stage": "pseudo_mask", "metric": "miou", "method": "crf", "value": 0.59}])
+    (line,) = check.suggested_tolerances(rows, floor=0.015)
+    # std 2 points over 3 seeds: 3 x 0.02 / sqrt(3) = 0.0346; crf (one value) is the floor's business
+    assert 'methods: ["weakclip[release]"]' in line and "tolerance: 0.035" in line and "std 2.00 points" in line
+    assert "0.015" in check.suggested_tolerances(rows.assign(value=0.6), floor=0.015)[0]
