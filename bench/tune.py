@@ -70,6 +70,9 @@ STUDIES: dict[str, Study] = {
          "scale 0.75-1.5": {"weakclip.transform.scale_range": [0.75, 1.5]},
          "scale 0.5-2.0 (VOC recipe)": {"weakclip.transform.scale_range": [0.5, 2.0]},
          "loss size 16": {"weakclip.loss.loss_size": 16}}),
+    "weakclip_photometric": Study(
+        "evaluate_pseudo", ("pseudo_masks", "weakclip[release]", "miou"),
+        {"off (profile)": {}, "mmseg's photometric jitter": {"weakclip.transform.photometric": True}}),
     "stage3": Study(
         "evaluate_final", ("final", "weakclip[release]", "miou"),
         {f"backbone {e} epochs, {n} iterations": {"segnet.pretrain.epochs": e, "segnet.config.iterations": n}
