@@ -175,12 +175,15 @@ def run_candidate(work: Path, profile: str, study: Study, name: str, overrides: 
                               stderr=subprocess.STDOUT, check=False, env=tool_env())
     if proc.returncode:
         raise RuntimeError(f"candidate {name!r}: `dvc repro {study.target}` failed; see {log}")
-    # CPU seconds, not wall: a candidate's cost should not depend on what else the machine was doing
-    ran = {t["stage"]: t.get("cpu_seconds") or t["seconds"] for t in (
-        json.loads(p.read_text()) for p in (work / "results" / "timing").glob("*.json")
-        if before.get(p.name) != p.stat().st_mtime)}
-    row = {"candidate": name, "overrides": json.dumps(overrides), "stage_seconds": json.dumps(ran),
-           "wall_s": round(time.time() - t0, 1)}
+    # CPU seconds, not wall: a candidate's cost should not depend on what else the machine was doing. Every
+    # stage's timing file is read, re-run now or not: a stage DVC found up to date holds the timing of the run
+    # that made its outputs with these very settings (the profile's own candidate is often that one).
+    timings = {p.name: json.loads(p.read_text()) for p in (work / "results" / "timing").glob("*.json")}
+    seconds = {t["stage"]: t.get("cpu_seconds") or t["seconds"] for t in timings.values()}
+    reran = sorted(timings[name]["stage"] for name in timings
+                   if before.get(name) != (work / "results" / "timing" / name).stat().st_mtime)
+    row = {"candidate": name, "overrides": json.dumps(overrides), "stage_seconds": json.dumps(seconds),
+           "reran": json.dumps(reran), "wall_s": round(time.time() - t0, 1)}
     for key in [study.score, *study.also]:
         mean, std, n = read_number(work / "results", key)
         label = f"{key[1]} {key[2]}"
@@ -201,7 +204,7 @@ def run_study(name: str, profile: str, work: Path, out_dir: Path) -> pd.DataFram
     study = STUDIES[name]
     rows = [run_candidate(work, profile, study, cand, over) for cand, over in study.candidates.items()]
     frame = pd.DataFrame(rows)
-    frame["own_cost_s"] = own_costs(frame["stage_seconds"].map(json.loads))
+    frame["own_cost_s"] = own_costs(frame["stage_seconds"].map(json.loads), frame["reran"].map(json.loads))
     label = f"{study.score[1]} {study.score[2]}"
     frame["chosen"] = choose(frame, label)
     env = environment()  # this process's device and time; the commit is the scratch clone's, where the stages ran
@@ -213,12 +216,13 @@ def run_study(name: str, profile: str, work: Path, out_dir: Path) -> pd.DataFram
     return frame
 
 
-def own_costs(stage_seconds: pd.Series) -> list[float]:
-    """Each candidate's CPU seconds in the stages every candidate re-ran: the stages its settings change. (The
-    first candidate also pays for the upstream every later one takes from the run cache; that is not the
-    price of its setting.)"""
-    common = set.intersection(*(set(ran) for ran in stage_seconds))
-    return [round(sum(ran[s] for s in common), 1) for ran in stage_seconds]
+def own_costs(stage_seconds: pd.Series, reran: pd.Series) -> list[float]:
+    """Each candidate's CPU seconds in the stages its setting changes: those some candidate had to re-run.
+    A stage DVC found up to date for a candidate is priced from the timing file of the run that made it
+    (stage_seconds holds every stage's), so a candidate whose stages all came from an earlier study is not
+    free. Stages no candidate changed (the first candidate's upstream) are left out: not its setting's price."""
+    changed = set().union(*(set(r) for r in reran))
+    return [round(sum(seconds.get(s, float("nan")) for s in changed), 1) for seconds in stage_seconds]
 
 
 def threshold_study(work: Path, out_dir: Path) -> pd.DataFrame:
@@ -231,7 +235,7 @@ def threshold_study(work: Path, out_dir: Path) -> pd.DataFrame:
     frame = pd.DataFrame({"candidate": [f"bg_threshold {t:g}" for t in sweep["threshold"]],
                           "overrides": [json.dumps({"refine.threshold.bg_threshold": t}) for t in sweep["threshold"]],
                           f"{label} mean": sweep["value"], f"{label} std": 0.0, f"{label} n": 1,
-                          "own_cost_s": 0.0, "stage_seconds": "{}", "wall_s": 0.0})
+                          "own_cost_s": 0.0, "stage_seconds": "{}", "reran": "[]", "wall_s": 0.0})
     frame["chosen"] = frame.index == int(frame[f"{label} mean"].idxmax())
     env = environment()
     frame = frame.assign(study="threshold", profile=str(sweep["profile"].iloc[0]), split="dev", score=label,

@@ -46,6 +46,15 @@ def test_the_cheapest_candidate_within_noise_of_the_best_is_chosen():
     assert list(tune.choose(rows, label)) == [True, False]  # a point worse: the best, however costly
 
 
-def test_own_cost_counts_only_the_stages_every_candidate_ran():
-    ran = pd.Series([json.dumps({"prepare": 10, "train": 100, "eval": 5}), json.dumps({"train": 50, "eval": 5})])
-    assert tune.own_costs(ran.map(json.loads)) == [105.0, 55.0]
+def test_own_cost_prices_the_changed_stages_of_every_candidate_even_when_up_to_date():
+    # the first candidate re-ran the upstream too (prepare); the second re-ran train and eval; the third re-ran
+    # nothing (an earlier study left its stages up to date): it is priced from the timing files it found
+    seconds = pd.Series([json.dumps({"prepare": 10, "train": 100, "eval": 5}),
+                         json.dumps({"prepare": 10, "train": 50, "eval": 5}),
+                         json.dumps({"prepare": 10, "train": 80, "eval": 4})])
+    reran = pd.Series([json.dumps(["prepare", "train", "eval"]), json.dumps(["train", "eval"]), "[]"])
+    assert tune.own_costs(seconds.map(json.loads), reran.map(json.loads)) == [115.0, 65.0, 94.0]
+    # a stage some candidate changed but another has no timing for cannot be priced: NaN, never 0
+    seconds = pd.Series([json.dumps({"train": 100}), json.dumps({})])
+    costs = tune.own_costs(seconds.map(json.loads), pd.Series([["train"], []]))
+    assert costs[0] == 100.0 and costs[1] != costs[1]
