@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(table))
     elsewhere = table[table["status"] == OTHER_DEVICE]
     if len(elsewhere):
-        theirs = sorted(set(reference.loc[reference["scope"] == "device", "device"]))
+        theirs = sorted({str(d) if isinstance(d, str) and d else "a device the reference does not name"
+                         for d in reference.loc[reference["scope"] == "device", "device"]})
         print(f"\n{len(elsewhere)} device-bound number(s) measured on {', '.join(sorted(set(elsewhere['device'])))}: "
               f"the reference holds them for {', '.join(theirs)} only, so they are printed, not gated. "
               "`python -m bench.check --update-reference` adds this device's rows beside them.")
