@@ -145,3 +145,18 @@ def test_each_undone_departure_sits_beside_the_release_model_at_the_same_run_see
     assert list(table["release, run seed 0 (%)"]) == ["60.0"]  # seed 0, not the mean over seeds
     assert list(table["change (points)"]) == ["-8.0"]
     assert "0.5-2.0" in table["undone"].iloc[0]
+
+
+def test_a_refiner_below_its_seeds_gets_one_line_saying_why():
+    from bench.report import refiners_below_seeds
+
+    def row(method, value, refiner, dataset="synthetic"):
+        return {"profile": "synthetic", "dataset": dataset, "method": method, "stage": "pseudo_mask",
+                "metric": "miou", "value": value, "seeds": "cam", "refiner": refiner}
+    rows = pd.DataFrame([row("seeds:cam", 0.45, "none"), row("crf", 0.60, "crf"),
+                         row("random_walk", 0.30, "random_walk"), row("weakclip[release]", 0.40, "weakclip")])
+    lines = refiners_below_seeds(rows)
+    assert len(lines) == 1  # crf is above its seeds, WeakCLIP is not a refiner here
+    assert "`random_walk` 30.0 < `seeds:cam` 45.0" in lines[0] and "random weights" in lines[0]
+    voc = rows.assign(dataset="voc-mini")
+    assert "not examined on this dataset" in refiners_below_seeds(voc)[0]
