@@ -43,7 +43,10 @@ def run(stage: Stage, name: str) -> None:
     if transform is None:
         models_work, logs_work = fresh_dir(models), fresh_dir(logs)
         model_dir = DATA / "weakclip" / "release" / "s0"
-        write_json(models_work / "reuses.json", {"model": rel(model_dir), "changed": {"infer": infer}})
+        note = {"model": rel(model_dir), "changed": {"infer": infer}}
+        write_json(models_work / "reuses.json", note)
+        # the log folder is a git-tracked output: an empty one would vanish from a clone and re-run the stage
+        write_json(logs_work / "reuses.json", note)
     else:
         models_work, logs_work = train_per_seed(train_variant, stage, "release", [0], models, logs,
                                                 stage.get("weakclip.train.iterations"), None, transform)
