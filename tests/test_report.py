@@ -160,3 +160,18 @@ def test_a_refiner_below_its_seeds_gets_one_line_saying_why():
     assert "`random_walk` 30.0 < `seeds:cam` 45.0" in lines[0] and "random weights" in lines[0]
     voc = rows.assign(dataset="voc-mini")
     assert "not examined on this dataset" in refiners_below_seeds(voc)[0]
+
+
+def test_a_claim_across_datasets_is_within_noise_when_one_margin_is():
+    from bench.claims import claims_across_profiles
+    a = _rows({("pseudo_mask", "seeds:cam"): [0.40], ("pseudo_mask", "weakclip[release]"): [0.60, 0.61]},
+              profile="synthetic")
+    b = _rows({("pseudo_mask", "seeds:cam"): [0.40], ("pseudo_mask", "weakclip[release]"): [0.402, 0.404]},
+              profile="synthetic-b")
+    table = claims_across_profiles(pd.concat([a, b], ignore_index=True))
+    assert list(table["holds on every profile"]) == ["yes, within noise on synthetic-b"]
+    assert table["smallest margin (points)"].iloc[0] == "+0.3 (synthetic-b)"
+    c = _rows({("pseudo_mask", "seeds:cam"): [0.40], ("pseudo_mask", "weakclip[release]"): [0.30, 0.31]},
+              profile="synthetic-c")
+    table = claims_across_profiles(pd.concat([a, b, c], ignore_index=True))
+    assert list(table["holds on every profile"]) == ["**no**"]
