@@ -58,7 +58,7 @@ class Study:
 STUDIES: dict[str, Study] = {
     "clip_steps": Study(
         "evaluate_pseudo", ("pseudo_masks", "weakclip[release]", "miou"),
-        {f"steps {n}": {"clip.pretrain.steps": n} for n in (600, 300, 450)},
+        {f"steps {n}": {"clip.pretrain.steps": n} for n in (450, 300, 600)},
         also=[("pretrain_clip", "clip:tiny", "zero_shot.map"), ("pseudo_masks", "seeds:cam", "miou")]),
     "weakclip_iterations": Study(
         "evaluate_pseudo", ("pseudo_masks", "weakclip[release]", "miou"),
