@@ -231,14 +231,15 @@ SPREAD_MULTIPLE = 3.0  # tolerance = SPREAD_MULTIPLE standard errors of the run-
 
 def suggested_tolerances(rows: pd.DataFrame, floor: float, stages=("pseudo_mask", "final")) -> list[str]:
     """A params gate per trained method, its tolerance from the measured run-seed spread: max(3 standard errors
-    of the mean over run seeds, floor), with the numbers it came from in a comment. Deterministic methods
-    (one value) get the floor: what moves them is the host (a float's last bits), not the seed."""
+    of the mean over run seeds, floor), with the numbers it came from in a comment. Methods with one value have
+    no spread to measure and get no line: the profile's general gate covers them."""
     lines = []
     sel = rows[rows["stage"].isin(stages) & (rows["metric"] == "miou")]
     for (stage, method), g in sel.groupby(["stage", "method"]):
-        n, std = len(g), float(g["value"].std()) if len(g) > 1 else 0.0
+        n = len(g)
         if n < 2:
             continue
+        std = float(g["value"].std())
         tolerance = max(SPREAD_MULTIPLE * std / n ** 0.5, floor)
         lines.append(f'- {{stage: {stage}, metric: miou, methods: ["{method}"], kind: abs, '
                      f'tolerance: {tolerance:.3f}}}   # run-seed std {std * 100:.2f} points over {n} seeds')

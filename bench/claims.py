@@ -99,7 +99,13 @@ def claims_across_profiles(rows: pd.DataFrame) -> pd.DataFrame:
                     "margins (points)": ", ".join(f"{m * 100:+.1f}" for m in group["margin"]),
                     "smallest margin (points)": f"{worst['margin'] * 100:+.1f} ({worst['profile']})",
                     "its tolerance (points)": f"{worst['tolerance'] * 100:.1f}",
-                    "holds on every profile": ("**no**" if not group["holds"].all() else "yes"
-                                               if group["established"].all() else "yes, within noise on "
-                                               + ", ".join(group.loc[~group["established"], "profile"]))})
+                    "holds on every profile": _holds_everywhere(group)})
     return pd.DataFrame(out)
+
+
+def _holds_everywhere(group: pd.DataFrame) -> str:
+    """'**no**' if any profile's margin is negative, else 'yes', naming the profiles whose margin is within noise."""
+    if not group["holds"].all():
+        return "**no**"
+    noisy = group.loc[~group["established"], "profile"]
+    return "yes" if noisy.empty else "yes, within noise on " + ", ".join(noisy)

@@ -178,10 +178,9 @@ def run_candidate(work: Path, profile: str, study: Study, name: str, overrides: 
     # CPU seconds, not wall: a candidate's cost should not depend on what else the machine was doing. Every
     # stage's timing file is read, re-run now or not: a stage DVC found up to date holds the timing of the run
     # that made its outputs with these very settings (the profile's own candidate is often that one).
-    timings = {p.name: json.loads(p.read_text()) for p in (work / "results" / "timing").glob("*.json")}
+    timings = {p: json.loads(p.read_text()) for p in (work / "results" / "timing").glob("*.json")}
     seconds = {t["stage"]: t.get("cpu_seconds") or t["seconds"] for t in timings.values()}
-    reran = sorted(timings[name]["stage"] for name in timings
-                   if before.get(name) != (work / "results" / "timing" / name).stat().st_mtime)
+    reran = sorted(t["stage"] for p, t in timings.items() if before.get(p.name) != p.stat().st_mtime)
     row = {"candidate": name, "overrides": json.dumps(overrides), "stage_seconds": json.dumps(seconds),
            "reran": json.dumps(reran), "wall_s": round(time.time() - t0, 1)}
     for key in [study.score, *study.also]:
