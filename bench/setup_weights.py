@@ -48,7 +48,7 @@ def check_backbones(report: SetupReport, params: dict, external: set) -> None:
 def _backbone_problem(key: str, path: Path, backbone: str) -> str | None:
     import timm
 
-    from bench.segnet.model import load_backbone_weights
+    from baselines.segnet.model import load_backbone_weights
 
     try:
         model = timm.create_model(backbone, pretrained=False, features_only=True)
@@ -78,10 +78,10 @@ def _backbone_problem(key: str, path: Path, backbone: str) -> str | None:
 
 
 def _read_state_dict(path: Path) -> dict:
-    """A weights file's tensors, read as stage 3 reads them (bench.segnet.model.read_weights_file)."""
+    """A weights file's tensors, read as stage 3 reads them (baselines.segnet.model.read_weights_file)."""
     import torch
 
-    from bench.segnet.model import read_weights_file
+    from baselines.segnet.model import read_weights_file
 
     state = read_weights_file(path)
     if not any(torch.is_tensor(v) for v in state.values()):

@@ -1,8 +1,9 @@
 """One WeakCLIP training step, built the way a configuration asks, and timed like a benchmark.
 
-A `StepConfig` names one way to run the step (co-attention implementation, precision, boundary-loss CRF,
-cuDNN autotuning, NHWC convolutions, a bf16 image tower). A `StepHarness` holds the model, optimizer, loss and
-a random batch for one configuration; `measure_configs` times several of them:
+A `StepConfig` names one way to run the step as a user sets it in params: a `TrainConfig` (precision, cuDNN
+autotuning, NHWC convolutions, a bf16 image tower), the co-attention implementation and the boundary-loss CRF.
+A `StepHarness` holds the model, optimizer, loss and a random batch for one configuration and runs the
+trainer's own step function on it (weakclip.train.train_step); `measure_configs` times several of them:
 
 - on the CPU they are timed *interleaved*: round after round, each configuration runs a few steps in turn, so
   a drift in the machine's speed (another tenant, a clock change) hits all of them alike, and the ratio of two
@@ -21,23 +22,61 @@ import time
 import numpy as np
 import torch
 
-from weakclip.core.optim import adamw
-from weakclip.core.precision import autocast, precision_used
+from weakclip.core.precision import autocast
 from weakclip.losses import WeakCLIPLoss
 from weakclip.model import WeakCLIP, WeakCLIPConfig
+from weakclip.train import TrainConfig, build_optimizer, prepare_model, step_precision, train_step
+
+
+def _fp32_train_config() -> TrainConfig:
+    return TrainConfig(amp="none")
 
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-    """One way to run the training step. ``name`` labels its rows (column ``config``)."""
+    """One way to run the training step, as a user would set it in params: the TrainConfig the trainer runs
+    with (precision and speed switches, params `weakclip.train`) and the two switches that belong to the
+    model and the loss (`weakclip.model.impl`, `weakclip.loss.crf_backend`). ``name`` labels its rows."""
 
     name: str
+    train: TrainConfig = dataclasses.field(default_factory=_fp32_train_config)
     impl: str = "torch"  # co-attention: torch | triton
-    precision: str = "fp32"  # requested: fp32 | bf16 (autocast, where the device has native bf16)
     crf_backend: str = "pydensecrf"  # boundary-loss CRF: pydensecrf (CPU) | exact (logits' device)
-    cudnn_benchmark: bool = False  # cuDNN picks its convolution algorithms by timing them
-    channels_last: bool = False  # convolution weights (adapter, decoder) in NHWC, so cuDNN runs NHWC kernels
-    bf16_image_tower: bool = False  # the frozen image tower stored in bf16 and run outside autocast
+
+    @classmethod
+    def of(cls, name: str, impl: str = "torch", precision: str = "fp32", crf_backend: str = "pydensecrf",
+           base: TrainConfig | None = None, **switches) -> StepConfig:
+        """A configuration from `base` (the profile's training config) with a precision and speed switches
+        (TrainConfig fields: cudnn_benchmark, channels_last, bf16_image_tower)."""
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"StepConfig {name!r}: precision must be fp32 or bf16, got {precision!r}")
+        amp = "bf16" if precision == "bf16" else "none"
+        train = dataclasses.replace(base or _fp32_train_config(), amp=amp, **switches)
+        return cls(name, train, impl, crf_backend)
+
+    @property
+    def precision(self) -> str:  # requested: bf16 autocast where the device has native bf16, else fp32
+        return "bf16" if self.train.amp == "bf16" else "fp32"
+
+    @property
+    def cudnn_benchmark(self) -> bool:
+        return self.train.cudnn_benchmark
+
+    @property
+    def channels_last(self) -> bool:
+        return self.train.channels_last
+
+    @property
+    def bf16_image_tower(self) -> bool:
+        return self.train.bf16_image_tower
+
+    def switches(self) -> dict[str, object]:
+        """The params keys this configuration sets, with their values (recorded in every row it produces)."""
+        return {"weakclip.model.impl": self.impl, "weakclip.train.amp": self.train.amp,
+                "weakclip.loss.crf_backend": self.crf_backend,
+                "weakclip.train.cudnn_benchmark": self.cudnn_benchmark,
+                "weakclip.train.channels_last": self.channels_last,
+                "weakclip.train.bf16_image_tower": self.bf16_image_tower}
 
     @property
     def release_faithful(self) -> bool:
@@ -63,41 +102,31 @@ def _sync(device: torch.device) -> None:
 
 
 class StepHarness:
-    """The model, optimizer, loss and batch of one StepConfig; `train_step()` / `infer_step()` run one step."""
+    """The model, optimizer, loss and batch of one StepConfig; `train_step()` runs the trainer's own step
+    (weakclip.train.train_step) with the configuration's TrainConfig, `infer_step()` one inference forward."""
 
     def __init__(self, cfg: WeakCLIPConfig, class_names, step: StepConfig, batch: int, size: int,
-                 device: torch.device, crf_workers: int | None):
+                 device: torch.device, crf_workers: int | None, loss_params: dict | None = None):
         self.step, self.device, self.batch = step, device, batch
-        self.precision = precision_used(step.precision, device)
+        self.precision = step_precision(step.train, device)
         torch.manual_seed(0)
-        model = WeakCLIP(dataclasses.replace(cfg, impl=step.impl), class_names).to(device)
-        if step.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        if step.bf16_image_tower:
-            model.store_image_tower_in(torch.bfloat16)
-        self.model = model
-        groups = [g for g in model.param_groups(1e-4, 3e-5) if g.get("lr", 1e-4) > 0]
-        self.optimizer = adamw(groups, lr=1e-4)
-        self.loss_fn = WeakCLIPLoss(crf_workers=crf_workers, crf_backend=step.crf_backend)
+        self.model = prepare_model(WeakCLIP(dataclasses.replace(cfg, impl=step.impl), class_names), step.train,
+                                   device)
+        self.optimizer, self.trainable = build_optimizer(self.model, step.train)
+        # the profile's loss (params weakclip.loss) with this configuration's CRF backend
+        self.loss_fn = WeakCLIPLoss(**{**(loss_params or {}), "crf_workers": crf_workers,
+                                       "crf_backend": step.crf_backend})
         self.data = synthetic_batch(batch, size, len(class_names), device)
 
-    def _autocast(self):
-        return autocast(self.precision, self.device)
-
     def train_step(self) -> None:
-        torch.backends.cudnn.benchmark = self.step.cudnn_benchmark  # a global switch: set per step
         self.model.train()
-        with self._autocast():
-            out = self.model(self.data["image"])
-        loss = self.loss_fn(out, self.data)["total"]
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        train_step(self.model, self.loss_fn, self.optimizer, self.data, self.step.train, self.precision,
+                   self.trainable)
 
     def infer_step(self) -> None:
         torch.backends.cudnn.benchmark = self.step.cudnn_benchmark
         self.model.eval()
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), autocast(self.precision, self.device):
             self.model(self.data["image"])
 
     def close(self) -> None:
@@ -154,7 +183,8 @@ def ratio_metric(kind: str, baseline: str) -> str:
 
 
 def measure_configs(cfg: WeakCLIPConfig, class_names, steps: list[StepConfig], batch: int, size: int, iters: int,
-                    warmup: int, device: torch.device, crf_workers: int | None, rounds: int = 1) -> dict[str, dict]:
+                    warmup: int, device: torch.device, crf_workers: int | None, rounds: int = 1,
+                    loss_params: dict | None = None) -> dict[str, dict]:
     """{config name: results} for every StepConfig; the first one is the baseline every ratio refers to.
 
     Results: train_images_per_s, train_step_ms_p20/p50/p80, infer_images_per_s, peak_mem_mb, precision_used,
@@ -163,7 +193,8 @@ def measure_configs(cfg: WeakCLIPConfig, class_names, steps: list[StepConfig], b
         out = {}
         for step in steps:
             torch.cuda.reset_peak_memory_stats(device)
-            out.update(_measure_group(cfg, class_names, [step], batch, size, iters, warmup, device, crf_workers, 1))
+            out.update(_measure_group(cfg, class_names, [step], batch, size, iters, warmup, device, crf_workers, 1,
+                                      loss_params))
         if len(steps) > 1:  # ratios from the separate runs (no spread)
             base = out[steps[0].name]
             for step in steps[1:]:
@@ -171,11 +202,13 @@ def measure_configs(cfg: WeakCLIPConfig, class_names, steps: list[StepConfig], b
                     ratio = out[step.name][f"{kind}_images_per_s"] / base[f"{kind}_images_per_s"]
                     out[step.name][ratio_metric(kind, steps[0].name)] = ratio
         return out
-    return _measure_group(cfg, class_names, steps, batch, size, iters, warmup, device, crf_workers, rounds)
+    return _measure_group(cfg, class_names, steps, batch, size, iters, warmup, device, crf_workers, rounds,
+                          loss_params)
 
 
-def _measure_group(cfg, class_names, steps, batch, size, iters, warmup, device, crf_workers, rounds) -> dict:
-    harnesses = [StepHarness(cfg, class_names, s, batch, size, device, crf_workers) for s in steps]
+def _measure_group(cfg, class_names, steps, batch, size, iters, warmup, device, crf_workers, rounds,
+                   loss_params) -> dict:
+    harnesses = [StepHarness(cfg, class_names, s, batch, size, device, crf_workers, loss_params) for s in steps]
     try:
         train = _timed_rounds(harnesses, "train_step", iters, warmup, rounds, device)
         memory = peak_memory_mb(device)

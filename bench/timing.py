@@ -8,6 +8,10 @@ used, how long its process took to start (interpreter and imports), and when it 
   inside the stages, and the rest (DVC's own work between stages and each process's start-up). The run is
   only summed when the timing files come from one contiguous `dvc repro` (one commit, no gap longer than
   MAX_GAP_S); a partly re-run pipeline mixes runs, and its stage times are shown without a total.
+
+Only the timing files of the profile that ran last are read: a profile that lacks some stage (voc-mini has no
+`deviation` stages) leaves the git-tracked timing files of another profile's run in results/timing/, and
+those are not part of its run. The summary names the files it left out.
 """
 from __future__ import annotations
 
@@ -38,7 +42,12 @@ def stage_timings(results: Path) -> pd.DataFrame:
     if frame.empty:
         return frame
     order = frame["started_at"].fillna(float("inf")) if "started_at" in frame else frame.index
-    return frame.assign(_order=order).sort_values(["_order", "timestamp"]).drop(columns="_order")
+    frame = frame.assign(_order=order).sort_values(["_order", "timestamp"]).drop(columns="_order")
+    latest = frame["profile"].iloc[frame["ended_at"].fillna(-1.0).to_numpy().argmax()]
+    other = frame["profile"] != latest
+    kept = frame[~other].reset_index(drop=True)
+    kept.attrs["left_out"] = [f"{s} ({p})" for s, p in zip(frame.loc[other, "stage"], frame.loc[other, "profile"])]
+    return kept
 
 
 def one_run(timings: pd.DataFrame) -> bool:
@@ -93,12 +102,15 @@ def timing_table(timings: pd.DataFrame) -> pd.DataFrame:
 
 def summary_md(summary: dict | None, timings: pd.DataFrame) -> str:
     """One paragraph naming the host and the run's wall time, or why there is no total."""
+    left_out = timings.attrs.get("left_out") or []
+    note = (f"Left out: the timing files of another profile's run ({', '.join(left_out)}), stages the profile "
+            "that ran last does not have.\n\n" if left_out else "")
     if summary is None:
         commits = ", ".join(sorted(set(timings["commit"]))) if len(timings) else "none"
         return ("The stage times below come from more than one run (commits: "
-                f"{commits}), so they have no pipeline total.\n\n")
+                f"{commits}), so they have no pipeline total.\n\n" + note)
     bf16 = "with" if summary["native_bf16"] else "without"
-    return (f"**Run that produced these results:** host `{summary['host']}` ({summary['cores']} cores, "
+    return note + (f"**Run that produced these results:** host `{summary['host']}` ({summary['cores']} cores, "
             f"{bf16} native bf16), commit `{summary['commit']}`, {summary['date']}. Wall time from the first "
             f"stage's start to the last stage's end: **{summary['wall_s']:.0f} s ({summary['wall_s'] / 60:.1f} "
             f"min)**, of which {summary['stages_s']:.0f} s inside the stages and {summary['outside_s']:.0f} s "

@@ -93,7 +93,7 @@ STUDIES: dict[str, Study] = {
     "ci_stage3": Study(
         "evaluate_final", ("final", "weakclip[release]", "miou"),
         {f"backbone {e} epochs, {n} iterations": {"segnet.pretrain.epochs": e, "segnet.config.iterations": n}
-         for e, n in ((3, 200), (3, 100), (1, 200))},
+         for e, n in ((3, 100), (3, 200), (1, 200))},
         also=[("final", "seeds:cam", "miou")]),
 }
 
@@ -226,7 +226,8 @@ def own_costs(stage_seconds: pd.Series, reran: pd.Series) -> list[float]:
 
 def threshold_study(work: Path, out_dir: Path) -> pd.DataFrame:
     """The `threshold` refiner's background threshold: the best of the sweep evaluate_pseudo writes, read from
-    the scratch clone's last run on dev (the seeds do not depend on any study's setting). Costs nothing."""
+    the scratch clone's last run on dev (at the profile's own seed settings). Costs nothing. Written to
+    threshold.csv for the synthetic profile, <profile>_threshold.csv for another."""
     sweep = pd.read_csv(work / "results" / "metrics" / "threshold_sweep.csv")
     if set(sweep["split"]) != {TUNING["data.score_split"]}:
         raise RuntimeError(f"{work}: its threshold sweep is not on the tuning split; run a study first")
@@ -237,10 +238,12 @@ def threshold_study(work: Path, out_dir: Path) -> pd.DataFrame:
                           "own_cost_s": 0.0, "stage_seconds": "{}", "reran": "[]", "wall_s": 0.0})
     frame["chosen"] = frame.index == int(frame[f"{label} mean"].idxmax())
     env = environment()
-    frame = frame.assign(study="threshold", profile=str(sweep["profile"].iloc[0]), split="dev", score=label,
+    profile = str(sweep["profile"].iloc[0])
+    study = "threshold" if profile == "synthetic" else f"{profile}_threshold"  # as the other ci_* studies
+    frame = frame.assign(study=study, profile=profile, split="dev", score=label,
                          rule="the best on dev (deterministic: no run seeds)", git_sha=sweep["git_sha"].iloc[0],
                          device=sweep["device"].iloc[0], timestamp=env["timestamp"])
-    with atomic_path(out_dir / "threshold.csv", suffix=".csv") as tmp:
+    with atomic_path(out_dir / f"{study}.csv", suffix=".csv") as tmp:
         frame.to_csv(tmp, index=False)
     return frame
 

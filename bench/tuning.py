@@ -21,7 +21,8 @@ def tuning_tables(results: Path) -> list[tuple[str, pd.DataFrame, str]]:
             if col.endswith(" mean") and not col.startswith(score):
                 label = col.removesuffix(" mean")
                 table[f"dev {label}"] = [f"{m * 100:.1f}" if "miou" in label else f"{m:.3f}" for m in rows[col]]
-        note = (f"Scored on {rows['split'].iloc[0]}, {int(rows[f'{score} n'].iloc[0])} run seeds; rule: "
+        note = (f"Profile `{rows['profile'].iloc[0]}`, scored on {rows['split'].iloc[0]}, "
+                f"{int(rows[f'{score} n'].iloc[0])} run seeds; rule: "
                 f"{rows['rule'].iloc[0]}; commit `{str(rows['git_sha'].iloc[0])[:7]}`, {rows['device'].iloc[0]}.")
         out.append((path.stem, table, note))
     return out

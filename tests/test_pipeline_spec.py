@@ -161,14 +161,14 @@ def test_committed_lock_matches_the_code_params_and_results():
 
 def test_lock_check_flags_code_params_and_results_but_not_missing_data():
     status = {
-        "train_seg@seeds": [{"changed deps": {"data/prepared": "deleted", "bench/segnet": "modified"}},
+        "train_seg@seeds": [{"changed deps": {"data/prepared": "deleted", "baselines/segnet": "modified"}},
                             {"changed outs": {"data/segnet/seeds": "not in cache"}}],
         "profile": [{"changed outs": {"results/perf/throughput.csv": "modified"}}],
         "report": [{"changed params": {"params.yaml": {"evaluate.qualitative_images": "modified"}}}],
         "prepare": [{"changed outs": {"data/prepared": "not in cache"}}],
     }
     assert _lock_mismatches(status) == [
-        "train_seg@seeds: deps bench/segnet modified",
+        "train_seg@seeds: deps baselines/segnet modified",
         "profile: outs results/perf/throughput.csv modified",
         "report: params {'params.yaml': {'evaluate.qualitative_images': 'modified'}}",
     ]

@@ -1,4 +1,4 @@
-"""Stage 3 (bench/segnet): DeepLab-LargeFOV shapes, optimiser rules, overfitting, resume, prediction."""
+"""Stage 3 (baselines/segnet): DeepLab-LargeFOV shapes, optimiser rules, overfitting, resume, prediction."""
 
 from __future__ import annotations
 
@@ -13,11 +13,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from baselines.segnet import (
+    SegNetConfig,
+    build_segnet,
+    load_segnet,
+    predict_folder,
+    predict_segnet,
+    train_segnet,
+)
+from baselines.segnet.train import make_optimizer
 from bench.data.transforms import TorchSegDataset, TrainTransform
 from bench.data.voc import VOCDataset
 from bench.metrics import ConfusionMatrix, evaluate_masks
-from bench.segnet import SegNetConfig, build_segnet, load_segnet, predict_folder, predict_segnet, train_segnet
-from bench.segnet.train import make_optimizer
 from weakclip.core.io import save_mask
 from weakclip.core.schedule import poly_factor
 
@@ -225,7 +232,7 @@ def test_local_weights_file_is_loaded(tmp_path):
 @pytest.mark.parametrize("size", [8, 12, 13, 20])
 def test_dilated_conv_shortcut_matches_the_full_conv(size):
     """Maps no larger than the dilation skip the off-centre taps; output and weight gradient must not change."""
-    from bench.segnet.model import DilatedConv3x3
+    from baselines.segnet.model import DilatedConv3x3
 
     torch.manual_seed(0)
     conv = DilatedConv3x3(6, 5, dilation=12, bias=True)

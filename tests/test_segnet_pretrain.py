@@ -1,4 +1,4 @@
-"""The stage-3 backbone pre-training (bench/segnet/pretrain.py) and its stage's checks."""
+"""The stage-3 backbone pre-training (baselines/segnet/pretrain.py) and its stage's checks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from test_segnet import tiny_cfg, voc, write_rectangles
 
-from bench.segnet import build_segnet
-from bench.segnet.pretrain import pretrain_backbone
+from baselines.segnet import build_segnet
+from baselines.segnet.pretrain import pretrain_backbone
 from bench.stages import pretrain_backbone as stage_module
 from bench.stages.common import Stage
 

@@ -9,11 +9,11 @@ ENV = {"git": {"sha": "0123456789abcdef"}, "timestamp": "2026-12-06T10:00:00+00:
        "device": {"type": "cpu", "name": "Intel Xeon", "isa": "AVX512", "cores": 2, "native_bf16": False}}
 
 
-def _stage(folder, name, seconds, cpu, startup, started_at, sha="0123456789abcdef"):
+def _stage(folder, name, seconds, cpu, startup, started_at, sha="0123456789abcdef", profile="synthetic"):
     env = {**ENV, "git": {"sha": sha}}
     (folder / "timing").mkdir(exist_ok=True)
     (folder / "timing" / f"{name}.json").write_text(json.dumps({
-        "stage": name, "profile": "synthetic", "seconds": seconds, "cpu_seconds": cpu, "startup_seconds": startup,
+        "stage": name, "profile": profile, "seconds": seconds, "cpu_seconds": cpu, "startup_seconds": startup,
         "started_at": started_at, "ended_at": started_at + seconds, "environment": env}))
 
 
@@ -49,3 +49,16 @@ def test_stages_from_several_runs_get_no_total(tmp_path, second):
     timings = stage_timings(tmp_path)
     assert run_summary(timings) is None
     assert "no pipeline total" in summary_md(None, timings)
+
+
+def test_another_profiles_leftover_stages_are_not_part_of_the_run(tmp_path):
+    # voc-mini has no deviation stage: the synthetic run's timing file stays in results/timing/
+    _stage(tmp_path, "deviation@voc_scales", 98.0, 113.0, 4.0, started_at=100.0, sha="aaaaaaa")
+    _stage(tmp_path, "prepare", 10.0, 9.0, 0.5, started_at=1000.0, profile="voc-mini")
+    _stage(tmp_path, "pretrain_clip", 100.0, 190.0, 4.0, started_at=1020.0, profile="voc-mini")
+    timings = stage_timings(tmp_path)
+    assert list(timings["stage"]) == ["prepare", "pretrain_clip"]
+    summary = run_summary(timings)
+    assert summary is not None and summary["stages_s"] == 110.0
+    text = summary_md(summary, timings)
+    assert "deviation@voc_scales (synthetic)" in text and "Left out" in text

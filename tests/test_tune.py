@@ -58,3 +58,20 @@ def test_own_cost_prices_the_changed_stages_of_every_candidate_even_when_up_to_d
     seconds = pd.Series([json.dumps({"train": 100}), json.dumps({})])
     costs = tune.own_costs(seconds.map(json.loads), pd.Series([["train"], []]))
     assert costs[0] == 100.0 and costs[1] != costs[1]
+
+
+@pytest.mark.parametrize("profile, written", [("synthetic", "threshold.csv"), ("ci", "ci_threshold.csv")])
+def test_the_threshold_study_is_filed_under_its_profile_and_rendered_with_it(tmp_path, profile, written):
+    from bench.tune import threshold_study
+    from bench.tuning import tuning_tables
+
+    work, results = tmp_path / "work", tmp_path / "results"
+    (work / "results" / "metrics").mkdir(parents=True)
+    pd.DataFrame({"threshold": [0.2, 0.3, 0.4], "value": [0.40, 0.45, 0.41], "method": "seeds:cam",
+                  "split": "dev", "profile": profile, "git_sha": "abc1234", "device": "cpu:x"}).to_csv(
+        work / "results" / "metrics" / "threshold_sweep.csv", index=False)
+    frame = threshold_study(work, results / "tuning")
+    assert sorted(p.name for p in (results / "tuning").iterdir()) == [written]
+    assert frame.loc[frame["chosen"], "candidate"].tolist() == ["bg_threshold 0.3"]
+    (study, _, note), = tuning_tables(results)
+    assert study == written.removesuffix(".csv") and f"Profile `{profile}`" in note

@@ -240,6 +240,56 @@ def _optimizer(clip, cfg: PretrainConfig) -> torch.optim.AdamW:
     return adamw(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
+def _contrastive_training(clip, images: torch.Tensor, tokens: torch.Tensor, cfg: PretrainConfig,
+                          log) -> tuple[list[float], bool, float]:
+    """cfg.steps contrastive steps over (images, tokens) in seeded epoch permutations; returns (each step's
+    loss, whether cfg.time_budget_s stopped it early, wall seconds). log: an open text file for JSONL lines
+    (step, loss, lr, logit_scale, elapsed_s) every cfg.log_every steps, or None."""
+    n = len(images)
+    optimizer = _optimizer(clip, cfg)
+    loss_fn = ClipLoss()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    per_epoch = n // cfg.batch_size
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    perm = torch.randperm(n, generator=gen)
+    bar = tqdm(total=cfg.steps, desc="pretrain clip", disable=not cfg.progress, dynamic_ncols=True)
+    for step in range(cfg.steps):
+        if cfg.time_budget_s is not None and time.perf_counter() - t0 > cfg.time_budget_s:
+            bar.close()
+            return losses, True, time.perf_counter() - t0
+        k = step % per_epoch
+        if k == 0 and step > 0:
+            perm = torch.randperm(n, generator=gen)
+        idx = perm[k * cfg.batch_size : (k + 1) * cfg.batch_size]
+        lr = lr_at(step, cfg.lr, cfg.steps, cfg.min_lr, cfg.warmup_steps, warmup_ratio=0.0)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        x = augment_batch(images[idx], cfg, gen)
+        img_f = F.normalize(clip.encode_image(x), dim=-1)
+        txt_f = F.normalize(clip.encode_text(tokens[idx]), dim=-1)
+        loss = loss_fn(img_f, txt_f, clip.logit_scale.exp())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"pretrain_clip: non-finite contrastive loss at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            clip.logit_scale.clamp_(0, math.log(100))  # as open_clip does
+        losses.append(loss.item())
+        bar.update(1)
+        if (step + 1) % cfg.log_every == 0:
+            recent = float(np.mean(losses[-cfg.log_every :]))
+            bar.set_postfix(loss=f"{recent:.3f}", lr=f"{lr:.1e}")
+            if log:
+                log.write(json.dumps({"step": step + 1, "loss": recent, "lr": lr,
+                                      "logit_scale": clip.logit_scale.exp().item(),
+                                      "elapsed_s": time.perf_counter() - t0}) + "\n")
+                log.flush()
+    bar.close()
+    return losses, False, time.perf_counter() - t0
+
+
 def pretrain_clip(dataset_root, out_path, cfg: PretrainConfig, log_path=None) -> dict:
     """Train the tiny CLIP contrastively, evaluate it zero-shot, write {"cfg", "state_dict", "metrics"}
     to out_path atomically (readable by build_clip("tiny", weights=out_path)); returns the metrics.
@@ -256,61 +306,10 @@ def pretrain_clip(dataset_root, out_path, cfg: PretrainConfig, log_path=None) ->
     n = len(images)
     if n < cfg.batch_size:
         raise ValueError(f"pretrain split of {root} has {n} images, fewer than batch_size {cfg.batch_size}")
-    optimizer = _optimizer(clip, cfg)
-    loss_fn = ClipLoss()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    per_epoch = n // cfg.batch_size
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    stopped_by_budget = False
-    perm = torch.randperm(n, generator=gen)
-    bar = tqdm(total=cfg.steps, desc="pretrain clip", disable=not cfg.progress, dynamic_ncols=True)
     # The log appears under its name only when training finishes: an interrupted run leaves no partial log.
     with (atomic_path(log_path) if log_path else contextlib.nullcontext()) as tmp_log, \
             (open(tmp_log, "w") if tmp_log else contextlib.nullcontext()) as log:
-        for step in range(cfg.steps):
-            if cfg.time_budget_s is not None and time.perf_counter() - t0 > cfg.time_budget_s:
-                stopped_by_budget = True
-                break
-            k = step % per_epoch
-            if k == 0 and step > 0:
-                perm = torch.randperm(n, generator=gen)
-            idx = perm[k * cfg.batch_size : (k + 1) * cfg.batch_size]
-            lr = lr_at(step, cfg.lr, cfg.steps, cfg.min_lr, cfg.warmup_steps, warmup_ratio=0.0)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            x = augment_batch(images[idx], cfg, gen)
-            img_f = F.normalize(clip.encode_image(x), dim=-1)
-            txt_f = F.normalize(clip.encode_text(tokens[idx]), dim=-1)
-            loss = loss_fn(img_f, txt_f, clip.logit_scale.exp())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"pretrain_clip: non-finite contrastive loss at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                clip.logit_scale.clamp_(0, math.log(100))  # as open_clip does
-            losses.append(loss.item())
-            bar.update(1)
-            if (step + 1) % cfg.log_every == 0:
-                recent = float(np.mean(losses[-cfg.log_every :]))
-                bar.set_postfix(loss=f"{recent:.3f}", lr=f"{lr:.1e}")
-                if log:
-                    log.write(
-                        json.dumps(
-                            {
-                                "step": step + 1,
-                                "loss": recent,
-                                "lr": lr,
-                                "logit_scale": clip.logit_scale.exp().item(),
-                                "elapsed_s": time.perf_counter() - t0,
-                            }
-                        )
-                        + "\n"
-                    )
-                    log.flush()
-    bar.close()
-    wall = time.perf_counter() - t0
+        losses, stopped_by_budget, wall = _contrastive_training(clip, images, tokens, cfg, log)
     steps_done = len(losses)
 
     val_images, labels, largest, class_names = load_labelled_split(root, size, cfg.eval_split)

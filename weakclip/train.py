@@ -15,7 +15,6 @@ loaded under RNGs seeded by its stream position, and the global RNGs are re-seed
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -30,6 +29,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from weakclip.core.checkpoint import (  # load_model_weights and model_state are this module's API too
+    JsonlLog,
+    load_model_weights,
+    model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from weakclip.core.distributed import (
     InfiniteSampler,
     SeededItems,
@@ -37,7 +44,6 @@ from weakclip.core.distributed import (
     init_distributed,
     sample_seed,
 )
-from weakclip.core.io import atomic_path
 from weakclip.core.optim import adamw
 from weakclip.core.precision import precision_used
 from weakclip.core.schedule import lr_at, lr_scale_at
@@ -60,6 +66,10 @@ class TrainConfig:
     keep_checkpoints: int | None = None  # keep only the newest N ckpt_{it}.pt (None = all)
     log_every: int = 10
     amp: str = "bf16"  # "bf16" autocast where the device has native bf16 (weakclip.core.precision), else fp32 | "none"
+    # Speed switches of the step (results identical up to rounding; bench/stages/profile.py measures each):
+    cudnn_benchmark: bool = False  # cuDNN picks its convolution algorithms by timing them (CUDA only)
+    channels_last: bool = False  # the model's convolution weights in NHWC, so cuDNN runs NHWC kernels
+    bf16_image_tower: bool = False  # the frozen image tower stored in bf16 and run outside autocast
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     deterministic: bool = False
     save_frozen: bool = False  # store the full state even when the model has head_state_dict()
@@ -99,65 +109,11 @@ def _param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     return kept
 
 
-def model_state(model: torch.nn.Module, save_frozen: bool) -> tuple[dict, list[str]]:
-    """(state dict to save, names of the entries left out of it).
-
-    A model with `head_state_dict()` (WeakCLIP: everything but the CLIP towers, which are reloaded
-    from their own weights file) saves only that; any other model saves its full state, since a
-    frozen parameter that is not reloadable (the release's randomly initialised, frozen adapter)
-    must travel with the checkpoint."""
-    full = model.state_dict()
-    if save_frozen or not hasattr(model, "head_state_dict"):
-        return full, []
-    head = model.head_state_dict()
-    return head, sorted(set(full) - set(head))
-
-
-def load_model_weights(model: torch.nn.Module, path_or_ckpt) -> dict:
-    """Load model.pt / a checkpoint into `model`. Keys may be missing only if the file lists them
-    as frozen (they come from the CLIP weights the model was built with); returns the file's dict."""
-    ckpt = (
-        path_or_ckpt
-        if isinstance(path_or_ckpt, dict)
-        else torch.load(path_or_ckpt, map_location="cpu", weights_only=False)
-    )
-    state = ckpt["model"] if "model" in ckpt else ckpt["state_dict"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    bad = sorted(set(missing) - set(ckpt.get("frozen_keys", [])))
-    if unexpected or bad:
-        where = path_or_ckpt if not isinstance(path_or_ckpt, dict) else "checkpoint"
-        raise KeyError(
-            f"{where}: weights do not match the model (missing {bad[:8]}, unexpected {unexpected[:8]})"
-        )
-    return ckpt
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed_iteration(seed: int, it: int, rank: int, world: int) -> None:
+def seed_iteration(seed: int, it: int, rank: int, world: int) -> None:
     s = sample_seed(seed ^ 0x5EED, it * world + rank)
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.manual_seed(s)
-
-
-def save_checkpoint(path: Path, obj: dict) -> None:
-    """torch.save through a temporary file renamed into place: never a partial checkpoint."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(obj, tmp)
 
 
 def _to_device(batch: dict, device: torch.device, keep_on_cpu) -> dict:
@@ -177,34 +133,10 @@ def _loss_terms(losses: dict, world: int) -> dict[str, float]:
     return dict(zip(names, vals.tolist()))
 
 
-class _JsonlLog:
-    """out_dir/train_log.jsonl, one JSON object per line, flushed as written (rank 0 only)."""
-
-    def __init__(self, path: Path, enabled: bool, resume_it: int | None):
-        self.path, self.f = path, None
-        if not enabled:
-            return
-        if resume_it is None:
-            path.write_text("")
-        elif path.exists():  # drop lines written after the checkpoint we resume from
-            keep = [
-                ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["it"] <= resume_it
-            ]
-            with atomic_path(path) as tmp:
-                tmp.write_text("".join(ln + "\n" for ln in keep))
-        self.f = open(path, "a")  # noqa: SIM115 - a long-lived handle, closed by close()
-
-    def write(self, record: dict) -> None:
-        if self.f:
-            self.f.write(json.dumps(record) + "\n")
-            self.f.flush()
-
-    def close(self) -> None:
-        if self.f:
-            self.f.close()
-
-
 def _configure_determinism(cfg: TrainConfig) -> None:
+    if cfg.deterministic and cfg.cudnn_benchmark:
+        raise ValueError("TrainConfig: deterministic and cudnn_benchmark exclude each other (autotuning picks "
+                         "algorithms by timing them)")
     if cfg.deterministic:
         import os
 
@@ -212,6 +144,61 @@ def _configure_determinism(cfg: TrainConfig) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+
+
+def prepare_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """Move the model to `device` in the layout the config's speed switches ask for (in place)."""
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if cfg.bf16_image_tower:
+        if not hasattr(model, "store_image_tower_in"):
+            raise ValueError(f"TrainConfig.bf16_image_tower: {type(model).__name__} has no frozen image tower")
+        model.store_image_tower_in(torch.bfloat16)
+    return model
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, list]:
+    """(AdamW over the model's trainable groups, the trainable parameters); frozen groups are left out."""
+    groups = _param_groups(model, cfg)
+    trainable = [p for g in groups for p in g["params"]]
+    return adamw(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay), trainable
+
+
+def step_precision(cfg: TrainConfig, device: torch.device) -> str:
+    """The precision the step runs in: "bf16" only where asked for and native on `device`, else "fp32"."""
+    if cfg.amp not in ("bf16", "none"):
+        raise ValueError(f"TrainConfig.amp must be 'bf16' or 'none', got {cfg.amp!r}")
+    return precision_used(cfg.amp, device)
+
+
+def train_step(net, loss_fn, optimizer, batch: dict, cfg: TrainConfig, precision: str, trainable: list,
+               world: int = 1, it: int = 0) -> dict[str, float]:
+    """One optimisation step on a batch already on the device; returns the loss terms (averaged over ranks).
+
+    The step `train()` runs and the one the profile stage times (bench/step_harness.py): forward under
+    bf16 autocast when `precision` is bf16 (outputs cast back to fp32 for the losses), the losses, a check
+    that they are finite (naming iteration `it`), backward, optional gradient clipping, the optimizer step."""
+    torch.backends.cudnn.benchmark = cfg.cudnn_benchmark  # a process-wide switch: set by every step
+    use_amp = precision == "bf16"
+    device_type = batch[cfg.input_key].device.type
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_amp):
+        outputs = net(batch[cfg.input_key])
+    if use_amp:
+        outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in outputs.items()}
+    losses = loss_fn(outputs, batch)
+    terms = _loss_terms(losses, world)
+    if not all(math.isfinite(v) for v in terms.values()):
+        raise FloatingPointError(
+            f"non-finite loss at iteration {it + 1} (0-based step {it}): "
+            + ", ".join(f"{k}={v}" for k, v in terms.items())
+        )
+    optimizer.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+    optimizer.step()
+    return terms
 
 
 def train(
@@ -241,29 +228,82 @@ def train(
         cleanup_distributed(info)
 
 
+def _resume(last_path: Path | None, model, optimizer, cfg: TrainConfig) -> tuple[dict | None, int, dict, float]:
+    """(checkpoint or None, next iteration, log window, seconds trained before) from checkpoints/last.pt
+    (None: start afresh), loading the model, optimizer and RNGs from it; a checkpoint of another batch size or
+    seed is an error."""
+    if last_path is None or not last_path.exists():
+        return None, 0, {"n": 0, "sums": {}}, 0.0
+    ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
+    for key in ("batch_size", "seed"):
+        if ckpt["config"][key] != getattr(cfg, key):
+            raise ValueError(
+                f"{last_path}: cannot resume with {key}={getattr(cfg, key)}; "
+                f"the checkpoint was trained with {key}={ckpt['config'][key]}"
+            )
+    load_model_weights(model, ckpt)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    set_rng_state(ckpt["rng"])
+    return ckpt, ckpt["iteration"], ckpt["log_window"], ckpt["elapsed_s"]
+
+
+def _loader(dataset, cfg: TrainConfig, info, start_it: int) -> DataLoader:
+    """Batches of this rank's share of the seeded sample stream, from iteration start_it on."""
+    sampler = InfiniteSampler(len(dataset), cfg.batch_size, cfg.seed, info.rank, info.world_size,
+                              start_iter=start_it)
+    return DataLoader(
+        SeededItems(dataset),
+        batch_size=sampler.local_batch,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=info.device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+
+
+def _save_state(ckpt_dir: Path, model, optimizer, cfg: TrainConfig, it_done: int, window: dict,
+                elapsed_s: float) -> None:
+    """checkpoints/ckpt_<it>.pt and last.pt: everything a resumed run needs to follow this one."""
+    state, frozen = model_state(model, cfg.save_frozen)
+    obj = {
+        "iteration": it_done,
+        "model": state,
+        "frozen_keys": frozen,
+        "optimizer": optimizer.state_dict(),
+        "rng": rng_state(),
+        "sampler": {"seed": cfg.seed, "position": it_done * cfg.batch_size},
+        "log_window": window,
+        "elapsed_s": elapsed_s,
+        "config": asdict(cfg),
+    }
+    save_checkpoint(ckpt_dir / f"ckpt_{it_done}.pt", obj)
+    save_checkpoint(ckpt_dir / "last.pt", obj)
+    if cfg.keep_checkpoints:
+        old = sorted(ckpt_dir.glob("ckpt_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        for p in old[: -cfg.keep_checkpoints]:
+            p.unlink(missing_ok=True)
+
+
+def _log_record(it: int, cfg: TrainConfig, window: dict, window_s: float, elapsed_s: float) -> dict:
+    """One train_log.jsonl line: the mean of each loss term over the window since the last line."""
+    return {
+        "it": it,
+        "lr": lr_at(it - 1, cfg.lr, cfg.iterations, cfg.min_lr, cfg.warmup_iters, cfg.warmup_ratio),
+        **{f"loss_{k}": s / window["n"] for k, s in window["sums"].items()},
+        "images_per_s": window["n"] * cfg.batch_size / max(window_s, 1e-9),
+        "elapsed_s": elapsed_s,
+    }
+
+
 def _train(model, loss_fn, dataset, cfg, out_dir, ckpt_dir, info, resume, stop_after, callback) -> dict:
     _configure_determinism(cfg)
     torch.manual_seed(cfg.seed)
     device, world = info.device, info.world_size
-    model.to(device)
-    groups = _param_groups(model, cfg)
-    trainable = [p for g in groups for p in g["params"]]
-    optimizer = adamw(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-
-    start_it, window, elapsed_before, ckpt = 0, {"n": 0, "sums": {}}, 0.0, None
+    prepare_model(model, cfg, device)
+    optimizer, trainable = build_optimizer(model, cfg)
     last_path = ckpt_dir / "last.pt"
-    if resume and last_path.exists():
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
-        for key in ("batch_size", "seed"):
-            if ckpt["config"][key] != getattr(cfg, key):
-                raise ValueError(
-                    f"{last_path}: cannot resume with {key}={getattr(cfg, key)}; "
-                    f"the checkpoint was trained with {key}={ckpt['config'][key]}"
-                )
-        load_model_weights(model, ckpt)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        _set_rng_state(ckpt["rng"])
-        start_it, window, elapsed_before = ckpt["iteration"], ckpt["log_window"], ckpt["elapsed_s"]
+    ckpt, start_it, window, elapsed_before = _resume(last_path if resume else None, model, optimizer, cfg)
 
     net = model
     if world > 1:
@@ -272,86 +312,28 @@ def _train(model, loss_fn, dataset, cfg, out_dir, ckpt_dir, info, resume, stop_a
             device_ids=[device] if device.type == "cuda" else None,
             find_unused_parameters=cfg.find_unused_parameters,
         )
-    sampler = InfiniteSampler(len(dataset), cfg.batch_size, cfg.seed, info.rank, world, start_iter=start_it)
-    loader = DataLoader(
-        SeededItems(dataset),
-        batch_size=sampler.local_batch,
-        sampler=sampler,
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=cfg.num_workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
-    if cfg.amp not in ("bf16", "none"):
-        raise ValueError(f"TrainConfig.amp must be 'bf16' or 'none', got {cfg.amp!r}")
-    precision = precision_used(cfg.amp, device)
-    use_amp = precision == "bf16"
+    loader = _loader(dataset, cfg, info, start_it)
+    precision = step_precision(cfg, device)
 
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-    log = _JsonlLog(out_dir / "train_log.jsonl", info.is_main, start_it if ckpt else None)
+    log = JsonlLog(out_dir / "train_log.jsonl", info.is_main, start_it if ckpt else None)
     end_it = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
-    bar = tqdm(
-        total=cfg.iterations,
-        initial=start_it,
-        disable=not (info.is_main and cfg.progress),
-        desc="train",
-        dynamic_ncols=True,
-    )
+    bar = tqdm(total=cfg.iterations, initial=start_it, disable=not (info.is_main and cfg.progress), desc="train",
+               dynamic_ncols=True)
     net.train()
     t_start = t_window = time.perf_counter()
     terms: dict[str, float] = {}
     it = start_it
-
-    def checkpoint(it_done: int) -> None:
-        if not info.is_main:
-            return
-        state, frozen = model_state(model, cfg.save_frozen)
-        obj = {
-            "iteration": it_done,
-            "model": state,
-            "frozen_keys": frozen,
-            "optimizer": optimizer.state_dict(),
-            "rng": _rng_state(),
-            "sampler": {"seed": cfg.seed, "position": it_done * cfg.batch_size},
-            "log_window": window,
-            "elapsed_s": elapsed_before + time.perf_counter() - t_start,
-            "config": asdict(cfg),
-        }
-        save_checkpoint(ckpt_dir / f"ckpt_{it_done}.pt", obj)
-        save_checkpoint(last_path, obj)
-        if cfg.keep_checkpoints:
-            old = sorted(ckpt_dir.glob("ckpt_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
-            for p in old[: -cfg.keep_checkpoints]:
-                p.unlink(missing_ok=True)
-
     try:
         data_iter = iter(loader)
         while it < end_it:
-            _seed_iteration(cfg.seed, it, info.rank, world)
+            seed_iteration(cfg.seed, it, info.rank, world)
             scale = lr_scale_at(it, cfg.lr, cfg.iterations, cfg.min_lr, cfg.warmup_iters, cfg.warmup_ratio)
             for g in optimizer.param_groups:
                 g["lr"] = g["initial_lr"] * scale
             batch = _to_device(next(data_iter), device, cfg.keep_on_cpu)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                outputs = net(batch[cfg.input_key])
-            if use_amp:
-                outputs = {
-                    k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
-                    for k, v in outputs.items()
-                }
-            losses = loss_fn(outputs, batch)
-            terms = _loss_terms(losses, world)
-            if not all(math.isfinite(v) for v in terms.values()):
-                raise FloatingPointError(
-                    f"non-finite loss at iteration {it + 1} (0-based step {it}): "
-                    + ", ".join(f"{k}={v}" for k, v in terms.items())
-                )
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            optimizer.step()
+            terms = train_step(net, loss_fn, optimizer, batch, cfg, precision, trainable, world, it)
             it += 1
             bar.update(1)
             window["n"] += 1
@@ -359,22 +341,15 @@ def _train(model, loss_fn, dataset, cfg, out_dir, ckpt_dir, info, resume, stop_a
                 window["sums"][k] = window["sums"].get(k, 0.0) + v
             if it % cfg.log_every == 0 or it == cfg.iterations:
                 now = time.perf_counter()
-                rec = {
-                    "it": it,
-                    "lr": lr_at(
-                        it - 1, cfg.lr, cfg.iterations, cfg.min_lr, cfg.warmup_iters, cfg.warmup_ratio
-                    ),
-                    **{f"loss_{k}": s / window["n"] for k, s in window["sums"].items()},
-                    "images_per_s": window["n"] * cfg.batch_size / max(now - t_window, 1e-9),
-                    "elapsed_s": elapsed_before + now - t_start,
-                }
+                rec = _log_record(it, cfg, window, now - t_window, elapsed_before + now - t_start)
                 log.write(rec)
                 bar.set_postfix(loss=f"{rec['loss_total']:.4f}", lr=f"{rec['lr']:.2e}")
                 window, t_window = {"n": 0, "sums": {}}, now
             if callback is not None:
                 callback(it, terms)
-            if it % cfg.checkpoint_every == 0 or (it == end_it and end_it < cfg.iterations):
-                checkpoint(it)
+            if info.is_main and (it % cfg.checkpoint_every == 0 or (it == end_it and end_it < cfg.iterations)):
+                _save_state(ckpt_dir, model, optimizer, cfg, it, window,
+                            elapsed_before + time.perf_counter() - t_start)
     finally:
         bar.close()
         log.close()
@@ -386,8 +361,6 @@ def _train(model, loss_fn, dataset, cfg, out_dir, ckpt_dir, info, resume, stop_a
             out_dir / "model.pt",
             {"model": state, "frozen_keys": frozen, "iteration": it, "config": asdict(cfg)},
         )
-    n_params = sum(p.numel() for p in model.parameters())
-    n_train = sum(p.numel() for p in trainable)
     return {
         "iterations": it,
         "start_iteration": start_it,
@@ -397,8 +370,8 @@ def _train(model, loss_fn, dataset, cfg, out_dir, ckpt_dir, info, resume, stop_a
         "wall_s": wall,
         "elapsed_s": elapsed_before + wall,
         "images_per_s": (it - start_it) * cfg.batch_size / max(wall, 1e-9),
-        "trainable_params": n_train,
-        "total_params": n_params,
+        "trainable_params": sum(p.numel() for p in trainable),
+        "total_params": sum(p.numel() for p in model.parameters()),
         "world_size": world,
         "device": str(device),
         "precision": precision,

@@ -8,9 +8,10 @@ import sys
 
 import numpy as np
 
+from baselines.segnet import load_segnet, predict_folder
+
 from ..metrics import evaluate_masks
 from ..results import make_row, write_metrics, write_rows
-from ..segnet import load_segnet, predict_folder
 from .common import DATA, RESULTS, Stage, fresh_dir, publish_dir, run_stage
 from .methods import describe, training_masks
 from .parallel import in_worker, report_progress, run_jobs

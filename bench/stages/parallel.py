@@ -109,8 +109,8 @@ def run_jobs(fn: Callable, jobs_args: Sequence[tuple], setting: dict | None, des
 
 
 def train_per_seed(fn: Callable, stage: Stage, name: str, seeds: Sequence[int], models: Path, logs: Path,
-                   iterations: int, *extra) -> tuple[Path, Path]:
-    """One training per run seed, side by side as params `parallel` says:
+                   iterations: int, *extra, parallel: dict | None = None) -> tuple[Path, Path]:
+    """One training per run seed, side by side as params `parallel` says (or `parallel`, when given):
     fn(stage, name, seed, <models work>/s<seed>, <logs work>/s<seed>.jsonl, *extra), with `iterations`
     each towards the progress bar.
 
@@ -119,5 +119,6 @@ def train_per_seed(fn: Callable, stage: Stage, name: str, seeds: Sequence[int], 
     """
     models_work, logs_work = fresh_dir(models), fresh_dir(logs)
     jobs = [(stage, name, seed, models_work / f"s{seed}", logs_work / f"s{seed}.jsonl", *extra) for seed in seeds]
-    run_jobs(fn, jobs, stage.get("parallel", None), stage.name, len(seeds) * iterations)
+    run_jobs(fn, jobs, parallel if parallel is not None else stage.get("parallel", None), stage.name,
+             len(seeds) * iterations)
     return models_work, logs_work

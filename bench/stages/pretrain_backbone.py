@@ -3,7 +3,7 @@
 synthetic/ci (`segnet.pretrain` set): no ImageNet weights can be downloaded here, so the stage-3 backbone is
 pre-trained as a multi-label image classifier on the synthetic pre-training split (disjoint from train and
 val) and written to `segnet.config.weights` under data/backbone/; its classification mAP on the val images'
-labels is measured against chance (bench/segnet/pretrain.py says why stage 3 needs it).
+labels is measured against chance (baselines/segnet/pretrain.py says why stage 3 needs it).
 voc/coco (`segnet.pretrain: null`): the user's local ImageNet weights are loaded into the backbone once (a bad
 path or a file for another network fails here, with what to download) and recorded with their SHA-256;
 nothing is trained.
@@ -13,12 +13,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from baselines.segnet import SegNetConfig, build_segnet
+from baselines.segnet.pretrain import pretrain_backbone
 from weakclip.core.io import write_json
 
 from ..data import build_dataset
 from ..results import make_row, write_metrics, write_rows
-from ..segnet import SegNetConfig, build_segnet
-from ..segnet.pretrain import pretrain_backbone
 from .common import DATA, REPO_ROOT, RESULTS, Stage, fresh_dir, publish_dir, rel, run_stage, seed_everything
 from .pretrain_clip import flat_scalars, sha256
 

@@ -24,9 +24,12 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
+from weakclip.core.config import config_from
 from weakclip.core.device import resolve_device
 from weakclip.model import WeakCLIP, WeakCLIPConfig
+from weakclip.train import TrainConfig
 
 from ..data import VOC_CLASSES, build_dataset
 from ..results import make_row, write_rows
@@ -45,23 +48,25 @@ def voc_schedule_minutes(arch: str, batch: int, size: int, train_images_per_s: f
     return VOC_SCHEDULE_IMAGES / train_images_per_s / 60
 
 
-# The GPU ladder: each configuration adds one change to the one before it.
+# The GPU ladder: each configuration adds one change to the one before it. The base is the VOC recipe's
+# training config (TrainConfig's defaults are profiles/voc.yaml's weakclip.train: tests/test_profile_stage.py).
 VOC_GPU_CONFIGS = (
-    StepConfig("release-faithful"),
-    StepConfig("bf16+triton", impl="triton", precision="bf16"),
-    StepConfig("bf16+triton+exact-crf", impl="triton", precision="bf16", crf_backend="exact"),
-    StepConfig("fast", impl="triton", precision="bf16", crf_backend="exact", cudnn_benchmark=True),
-    StepConfig("fast+channels-last", impl="triton", precision="bf16", crf_backend="exact", cudnn_benchmark=True,
-               channels_last=True),
-    StepConfig("fast+channels-last+bf16-tower", impl="triton", precision="bf16", crf_backend="exact",
-               cudnn_benchmark=True, channels_last=True, bf16_image_tower=True),
+    StepConfig.of("release-faithful"),
+    StepConfig.of("bf16+triton", impl="triton", precision="bf16"),
+    StepConfig.of("bf16+triton+exact-crf", impl="triton", precision="bf16", crf_backend="exact"),
+    StepConfig.of("fast", impl="triton", precision="bf16", crf_backend="exact", cudnn_benchmark=True),
+    StepConfig.of("fast+channels-last", impl="triton", precision="bf16", crf_backend="exact", cudnn_benchmark=True,
+                  channels_last=True),
+    StepConfig.of("fast+channels-last+bf16-tower", impl="triton", precision="bf16", crf_backend="exact",
+                  cudnn_benchmark=True, channels_last=True, bf16_image_tower=True),
 )
 
 
 def measure(cfg: WeakCLIPConfig, class_names, step: StepConfig, batch: int, size: int, iters: int, warmup: int,
-            device: torch.device, crf_workers: int | None) -> dict:
+            device: torch.device, crf_workers: int | None, loss_params: dict | None = None) -> dict:
     """Training-step and inference throughput of one step configuration."""
-    res = measure_configs(cfg, class_names, [step], batch, size, iters, warmup, device, crf_workers)[step.name]
+    res = measure_configs(cfg, class_names, [step], batch, size, iters, warmup, device, crf_workers,
+                          loss_params=loss_params)[step.name]
     minutes = voc_schedule_minutes(cfg.arch, batch, size, res["train_images_per_s"])
     if minutes is not None:
         res["voc_schedule_minutes"] = minutes
@@ -76,11 +81,13 @@ def config_name(step: StepConfig) -> str:
                                                (step.precision, step.precision != "fp32")) if changed)
 
 
-def profile_configs(perf: dict, device: torch.device) -> list[StepConfig]:
-    """The stage's configurations: every (impl, precision) of params `perf` (triton on CUDA only), the
-    release-faithful one (torch, fp32) first: every other one's speed is also given relative to it."""
+def profile_configs(perf: dict, device: torch.device, base: TrainConfig | None = None) -> list[StepConfig]:
+    """The stage's configurations: every (impl, precision) of params `perf` (triton on CUDA only) on the
+    profile's own training config `base`, the release-faithful one (torch, fp32) first: every other one's
+    speed is also given relative to it."""
     impls = perf["impls"] if device.type == "cuda" else [i for i in perf["impls"] if i == "torch"]
-    steps = [StepConfig("", impl=impl, precision=precision) for impl in impls for precision in perf["precisions"]]
+    steps = [StepConfig.of("", impl=impl, precision=precision, base=base)
+             for impl in impls for precision in perf["precisions"]]
     steps.sort(key=lambda s: not s.release_faithful)
     return [dataclasses.replace(s, name=config_name(s)) for s in steps]
 
@@ -89,11 +96,13 @@ UNITS = {"images_per_s": "img/s", "_ms_": "ms", "mem_mb": "MiB", "minutes": "min
 
 
 def throughput_rows(profile: str, dataset: str, cfg: WeakCLIPConfig, class_names, perf: dict,
-                    device: torch.device, configs: list[StepConfig]) -> list[dict]:
+                    device: torch.device, configs: list[StepConfig], loss_params: dict | None = None) -> list[dict]:
     """One row per (configuration, metric). `precision` is what the configuration asked for and
-    `precision_used` what ran (bf16 only where the device has it natively)."""
+    `precision_used` what ran (bf16 only where the device has it natively); `switches` names the params a
+    user sets to train with the configuration."""
     results = measure_configs(cfg, class_names, configs, perf["batch_size"], perf["image_size"], perf["iters"],
-                              perf["warmup"], device, perf.get("crf_workers"), rounds=perf.get("rounds", 1))
+                              perf["warmup"], device, perf.get("crf_workers"), rounds=perf.get("rounds", 1),
+                              loss_params=loss_params)
     rows = []
     for step in configs:
         res = dict(results[step.name])
@@ -109,6 +118,7 @@ def throughput_rows(profile: str, dataset: str, cfg: WeakCLIPConfig, class_names
                                  spread=spreads.get(metric), crf_backend=step.crf_backend,
                                  cudnn_benchmark=step.cudnn_benchmark, channels_last=step.channels_last,
                                  bf16_image_tower=step.bf16_image_tower, arch=cfg.arch,
+                                 switches=" ".join(f"{k}={v}" for k, v in step.switches().items()),
                                  batch_size=perf["batch_size"], image_size=perf["image_size"],
                                  device_type=device.type))
         ratios = "".join(f"  {k} {v:.2f}x" for k, v in res.items() if "_speed_vs_" in k)
@@ -144,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         section.update(arch=stage.get("clip.arch"), weights=str(REPO_ROOT / stage.get("clip.weights")))
         cfg = WeakCLIPConfig.from_dict(section)
         names = build_dataset({**stage.data_cfg, "with_masks": False}, stage.data_cfg["fit_split"]).class_names
+        # the step train_weakclip runs: the profile's training config and loss, one switch changed at a time
+        base = config_from(TrainConfig, stage.get("weakclip.train"))
         rows = throughput_rows(stage.profile, stage.dataset_name, cfg, names, perf, device,
-                               profile_configs(perf, device))
+                               profile_configs(perf, device, base), loss_params=stage.get("weakclip.loss"))
         rows += parameter_rows(stage.profile, stage.dataset_name, cfg, names)
         # The paper's "12.4% trained" refers to ViT-B/16 with the paper's decoder widths (the config
         # defaults), not to this profile's decoder: count that architecture as well (random weights).
@@ -167,7 +179,8 @@ def voc_gpu(out_dir: Path, configs: tuple[StepConfig, ...] = VOC_GPU_CONFIGS) ->
     device = torch.device("cuda")
     cfg = WeakCLIPConfig(arch="ViT-B-16", weights=None, fidelity="release")
     perf = {"batch_size": 16, "image_size": 512, "iters": 20, "warmup": 5, "crf_workers": None, "rounds": 1}
-    rows = throughput_rows("voc", "voc", cfg, list(VOC_CLASSES), perf, device, list(configs))
+    loss = yaml.safe_load((REPO_ROOT / "profiles" / "voc.yaml").read_text())["weakclip"]["loss"]
+    rows = throughput_rows("voc", "voc", cfg, list(VOC_CLASSES), perf, device, list(configs), loss_params=loss)
     rows += parameter_rows("voc", "voc", cfg, list(VOC_CLASSES))
     write_rows(out_dir / "throughput_voc_gpu.csv", rows)
     for r in rows:

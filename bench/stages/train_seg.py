@@ -13,8 +13,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from baselines.segnet import SegNetConfig, train_segnet
+
 from ..data.transforms import TorchSegDataset, TrainTransform
-from ..segnet import SegNetConfig, train_segnet
+from ..provenance import environment
 from .common import DATA, REPO_ROOT, RESULTS, Stage, foreach_main, publish_dir, seed_everything
 from .methods import training_masks
 from .parallel import in_worker, report_progress, train_per_seed
@@ -37,7 +39,8 @@ def train_one(stage: Stage, method: str, run_seed: int, out: Path, log_path: Pat
     transform = TrainTransform(crop_size=cfg.crop_size, scale_range=cfg.scale_range, mean=cfg.mean, std=cfg.std,
                                **stage.get("segnet.transform"))
     data = TorchSegDataset(ds, transform, cache_mb=stage.get("cache_mb", 0))
-    summary = train_segnet(cfg, data, out, progress=not in_worker(), on_iteration=lambda _: report_progress())
+    summary = train_segnet(cfg, data, out, progress=not in_worker(), on_iteration=lambda _: report_progress(),
+                           provenance=environment())
     log_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "train_log.jsonl", log_path)
     (out / "last.pt").unlink(missing_ok=True)  # resumable state is not a pipeline output

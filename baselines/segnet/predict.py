@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.segnet.model import SegNetConfig
+from baselines.segnet.model import SegNetConfig
 from weakclip.core.crf import crf_params, default_workers, dense_crf_many
 from weakclip.core.io import save_mask
 from weakclip.core.precision import autocast as precision_autocast

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from bench.provenance import environment
-from bench.segnet.model import DeepLabLargeFOV, SegNetConfig, build_segnet
-from weakclip.core.io import IGNORE_INDEX, atomic_path, write_json, write_text
+from baselines.segnet.model import DeepLabLargeFOV, SegNetConfig, build_segnet
+from weakclip.core.checkpoint import save_checkpoint
+from weakclip.core.io import IGNORE_INDEX, write_json, write_text
 from weakclip.core.optim import make_optimizer as build_optimizer
 from weakclip.core.precision import autocast as precision_autocast
 from weakclip.core.precision import precision_used
@@ -97,16 +97,8 @@ class SeededSamples(Dataset):
 
 
 def _save_checkpoint(path: Path, model, optimizer, it: int, cfg: SegNetConfig) -> None:
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "iteration": it,
-                "config": cfg.as_dict(),
-            },
-            tmp,
-        )
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": it,
+                           "config": cfg.as_dict()})
 
 
 def _resume(out_dir: Path, model, optimizer, cfg: SegNetConfig) -> int:
@@ -141,11 +133,12 @@ def _resume(out_dir: Path, model, optimizer, cfg: SegNetConfig) -> int:
 
 
 def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path, progress: bool = True,
-                 on_iteration: Callable[[int], None] | None = None) -> dict:
+                 on_iteration: Callable[[int], None] | None = None, provenance: dict | None = None) -> dict:
     """Train on items dict(image (3,H,W) float normalised, mask (H,W) long, 255 = ignore), all the
     same size (the crop). Writes out_dir/{model.pt, last.pt, train_log.jsonl, train_summary.json};
     resumes from out_dir/last.pt when it exists. Returns the summary. progress: show a bar;
-    on_iteration(done) runs after every iteration."""
+    on_iteration(done) runs after every iteration; provenance (the caller's environment: commit, device,
+    versions) is stored in the summary as "environment"."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if len(train_dataset) == 0:
@@ -157,13 +150,8 @@ def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path,
     start = _resume(out_dir, model, optimizer, cfg)
 
     sampler = StreamBatchSampler(len(train_dataset), cfg.batch_size, cfg.seed, start, cfg.iterations)
-    loader = DataLoader(
-        SeededSamples(train_dataset),
-        batch_sampler=sampler,
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
+    loader = DataLoader(SeededSamples(train_dataset), batch_sampler=sampler, num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
     autocast = precision_autocast(cfg.amp, device)
     model.train()
     t0 = t_window = time.perf_counter()
@@ -206,20 +194,13 @@ def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path,
                 _save_checkpoint(out_dir / CHECKPOINT, model, optimizer, done, cfg)
     seconds = time.perf_counter() - t0
 
-    with atomic_path(out_dir / MODEL, suffix=".pt") as tmp:
-        torch.save({"model": model.state_dict(), "config": cfg.as_dict(), "iteration": cfg.iterations}, tmp)
+    save_checkpoint(out_dir / MODEL, {"model": model.state_dict(), "config": cfg.as_dict(),
+                                      "iteration": cfg.iterations})
     (out_dir / CHECKPOINT).unlink(missing_ok=True)  # finished: a rerun starts from scratch
-    summary = {
-        "backbone": cfg.backbone,
-        "iterations": cfg.iterations,
-        "resumed_from": start,
-        "final_loss": loss_value,
-        "seconds": seconds,
-        "images_per_s": seen / max(seconds, 1e-9),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "precision": precision_used(cfg.amp, device),
-        "config": cfg.as_dict(),
-        "environment": environment(),
-    }
+    summary = {"backbone": cfg.backbone, "iterations": cfg.iterations, "resumed_from": start,
+               "final_loss": loss_value, "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9),
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "precision": precision_used(cfg.amp, device), "config": cfg.as_dict(),
+               "environment": provenance or {}}
     write_json(out_dir / SUMMARY, summary)
     return summary
