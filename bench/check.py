@@ -6,6 +6,8 @@
 Gates come from params.yaml `check.gates`: each names a stage, a metric and a tolerance.
   kind "abs":   higher-is-better numbers (mIoU, mAP) may drop by at most `tolerance` (absolute);
   kind "ratio": speeds may fall to at most `tolerance` x the reference (e.g. 0.5 = half as fast);
+  kind "floor": the number may not fall below `tolerance` itself, whatever the reference holds (a limit that
+               means the same on every host, e.g. no configuration below half the speed of fp32);
   `better: lower` flips the direction (milliseconds, memory);
   `scope: device`: the number depends on the machine (an absolute speed, a latency, memory). It is gated only
   against a reference measured on the same device (the `device` column: CPU model and vector ISA, or GPU
@@ -98,7 +100,9 @@ def bound_of(ref: float, kind: str, tolerance: float, higher: bool) -> float:
         return ref - tolerance if higher else ref + tolerance
     if kind == "ratio":
         return ref * tolerance if higher else ref / tolerance
-    raise ValueError(f"check gate kind must be 'abs' or 'ratio', got {kind!r}")
+    if kind == "floor":
+        return tolerance
+    raise ValueError(f"check gate kind must be 'abs', 'ratio' or 'floor', got {kind!r}")
 
 
 def cannot_fail(ref: float, kind: str, tolerance: float, higher: bool) -> bool:
