@@ -342,3 +342,33 @@ def test_image_tower_stored_in_bf16_matches_fp32_and_still_trains():
     out["logits"].float().sum().backward()
     assert model.decoder.head.classifier.weight.grad is not None
     assert all(p.grad is None for p in model.clip.visual.parameters())
+
+
+def test_cpu_autocast_runs_an_fp32_tower_in_fp32(tiny_clip):
+    """Under CPU bf16 autocast the fp32 frozen tower runs outside autocast (its attention's slow path there
+    copied the in-projection weight once per token): the same features, to the bit, as without autocast."""
+    m = WeakCLIP(tiny_config(), VOC_CLASSES, clip=tiny_clip).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        plain = m.image_features(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under = m.image_features(x)
+    assert under[0].dtype == torch.float32
+    assert torch.equal(plain[0], under[0]) and torch.equal(plain[1], under[1])
+    assert all(torch.equal(a, b) for a, b in zip(plain[2], under[2], strict=True))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_cpu_bf16_step_stores_the_frozen_tower_in_bf16(tiny_clip, monkeypatch, native):
+    from weakclip.core import precision
+    from weakclip.train import TrainConfig, prepare_model
+
+    monkeypatch.setattr(precision, "_cpu_has_native_bf16", lambda: native)
+    tower = WeakCLIP(tiny_config(), VOC_CLASSES, clip=tiny_clip).clip.visual.conv1.weight
+    bf16_step = prepare_model(WeakCLIP(tiny_config(), VOC_CLASSES, clip=build_clip("tiny")),
+                              TrainConfig(amp="bf16"), torch.device("cpu"))
+    fp32_step = prepare_model(WeakCLIP(tiny_config(), VOC_CLASSES, clip=build_clip("tiny")),
+                              TrainConfig(amp="none"), torch.device("cpu"))
+    assert tower.dtype == torch.float32  # building a model changes nothing
+    assert bf16_step.clip.visual.conv1.weight.dtype == (torch.bfloat16 if native else torch.float32)
+    assert fp32_step.clip.visual.conv1.weight.dtype == torch.float32

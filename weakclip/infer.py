@@ -210,11 +210,15 @@ def pseudo_masks(
     """Write `<id>.png` pseudo masks (and `<id>.npy` float16 model probabilities before the CRF, if
     save_probs) for every item of `dataset` (dicts with id, image uint8 (H, W, 3) or
     image_uint8, and labels when cfg.restrict_to_labels). crf=None: argmax of the probabilities.
-    workers: CRF processes (0 = in this process; default all cores). Returns a summary dict."""
+    workers: CRF processes (0 = in this process; default all cores). Returns a summary dict.
+    A bf16 inference on the CPU stores the model's frozen image tower in bf16, in place
+    (WeakCLIP.store_image_tower_for)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     model.to(device).eval()
+    if hasattr(model, "store_image_tower_for"):  # bf16 inference on the CPU: the frozen tower in bf16
+        model.store_image_tower_for(precision_used(cfg.amp, device), device)
     params = crf_params(crf) if crf is not None else None
     workers = default_workers() if workers is None else workers
     pool = ProcessPoolExecutor(max_workers=workers) if (params is not None and workers > 0) else None

@@ -155,6 +155,8 @@ def prepare_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device
         if not hasattr(model, "store_image_tower_in"):
             raise ValueError(f"TrainConfig.bf16_image_tower: {type(model).__name__} has no frozen image tower")
         model.store_image_tower_in(torch.bfloat16)
+    elif hasattr(model, "store_image_tower_for"):  # a bf16 step on the CPU: the tower in bf16 (WeakCLIP)
+        model.store_image_tower_for(step_precision(cfg, device), device)
     return model
 
 
