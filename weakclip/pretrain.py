@@ -251,13 +251,14 @@ def _contrastive_training(clip, images: torch.Tensor, tokens: torch.Tensor, cfg:
     gen = torch.Generator().manual_seed(cfg.seed)
     per_epoch = n // cfg.batch_size
     losses: list[float] = []
+    stopped_by_budget = False
     t0 = time.perf_counter()
     perm = torch.randperm(n, generator=gen)
     bar = tqdm(total=cfg.steps, desc="pretrain clip", disable=not cfg.progress, dynamic_ncols=True)
     for step in range(cfg.steps):
         if cfg.time_budget_s is not None and time.perf_counter() - t0 > cfg.time_budget_s:
-            bar.close()
-            return losses, True, time.perf_counter() - t0
+            stopped_by_budget = True
+            break
         k = step % per_epoch
         if k == 0 and step > 0:
             perm = torch.randperm(n, generator=gen)
@@ -287,7 +288,7 @@ def _contrastive_training(clip, images: torch.Tensor, tokens: torch.Tensor, cfg:
                                       "elapsed_s": time.perf_counter() - t0}) + "\n")
                 log.flush()
     bar.close()
-    return losses, False, time.perf_counter() - t0
+    return losses, stopped_by_budget, time.perf_counter() - t0
 
 
 def pretrain_clip(dataset_root, out_path, cfg: PretrainConfig, log_path=None) -> dict:

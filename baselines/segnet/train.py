@@ -7,7 +7,6 @@ stream) and the model's own randomness (dropout) is reseeded from (seed, iterati
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -21,8 +20,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from baselines.segnet.model import DeepLabLargeFOV, SegNetConfig, build_segnet
-from weakclip.core.checkpoint import save_checkpoint
-from weakclip.core.io import IGNORE_INDEX, write_json, write_text
+from weakclip.core.checkpoint import JsonlLog, save_checkpoint
+from weakclip.core.io import IGNORE_INDEX, write_json
 from weakclip.core.optim import make_optimizer as build_optimizer
 from weakclip.core.precision import autocast as precision_autocast
 from weakclip.core.precision import precision_used
@@ -125,10 +124,6 @@ def _resume(out_dir: Path, model, optimizer, cfg: SegNetConfig) -> int:
         )
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    log = out_dir / LOG  # drop log lines written after the checkpoint: they will be redone
-    if log.is_file():
-        lines = [ln for ln in log.read_text().splitlines() if ln and json.loads(ln)["it"] < ckpt["iteration"]]
-        write_text(log, "".join(ln + "\n" for ln in lines))
     return int(ckpt["iteration"])
 
 
@@ -156,7 +151,9 @@ def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path,
     model.train()
     t0 = t_window = time.perf_counter()
     window_loss, window_n, seen, loss_value = 0.0, 0, 0, math.nan
-    with open(out_dir / LOG, "a") as log_f:
+    # a log line's `it` is 0-based: a resumed run keeps the lines of the iterations before `start`
+    log = JsonlLog(out_dir / LOG, True, start - 1 if start else None)
+    try:
         bar = tqdm(
             loader, total=len(sampler), initial=0, desc=f"train_seg {cfg.backbone}", dynamic_ncols=True,
             disable=not progress,
@@ -186,12 +183,13 @@ def train_segnet(cfg: SegNetConfig, train_dataset: Dataset, out_dir: str | Path,
                 now = time.perf_counter()
                 ips = window_n * cfg.batch_size / max(now - t_window, 1e-9)
                 rec = {"it": it, "loss": window_loss / window_n, "lr": lr, "images_per_s": ips}
-                log_f.write(json.dumps(rec) + "\n")
-                log_f.flush()
+                log.write(rec)
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}", ips=f"{ips:.1f}")
                 window_loss, window_n, t_window = 0.0, 0, now
             if done % cfg.checkpoint_every == 0 and done < cfg.iterations:
                 _save_checkpoint(out_dir / CHECKPOINT, model, optimizer, done, cfg)
+    finally:
+        log.close()
     seconds = time.perf_counter() - t0
 
     save_checkpoint(out_dir / MODEL, {"model": model.state_dict(), "config": cfg.as_dict(),

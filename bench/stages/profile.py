@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 from weakclip.core.config import config_from
 from weakclip.core.device import resolve_device
@@ -32,6 +31,7 @@ from weakclip.model import WeakCLIP, WeakCLIPConfig
 from weakclip.train import TrainConfig
 
 from ..data import VOC_CLASSES, build_dataset
+from ..params import get, load_params
 from ..results import make_row, write_rows
 from ..step_harness import StepConfig, measure_configs
 from .common import REPO_ROOT, RESULTS, run_stage
@@ -179,7 +179,7 @@ def voc_gpu(out_dir: Path, configs: tuple[StepConfig, ...] = VOC_GPU_CONFIGS) ->
     device = torch.device("cuda")
     cfg = WeakCLIPConfig(arch="ViT-B-16", weights=None, fidelity="release")
     perf = {"batch_size": 16, "image_size": 512, "iters": 20, "warmup": 5, "crf_workers": None, "rounds": 1}
-    loss = yaml.safe_load((REPO_ROOT / "profiles" / "voc.yaml").read_text())["weakclip"]["loss"]
+    loss = get(load_params(REPO_ROOT / "profiles" / "voc.yaml"), "weakclip.loss")
     rows = throughput_rows("voc", "voc", cfg, list(VOC_CLASSES), perf, device, list(configs), loss_params=loss)
     rows += parameter_rows("voc", "voc", cfg, list(VOC_CLASSES))
     write_rows(out_dir / "throughput_voc_gpu.csv", rows)
